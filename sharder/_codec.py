@@ -1,0 +1,165 @@
+"""JSON and transport decompression: the per-message decode path.
+
+Each inflater turns websocket messages into complete JSON documents (bytes),
+returning None while a message is still incomplete. One inflater lives for
+one connection: a reconnect always starts a fresh one, since a zlib or zstd
+stream cannot continue across sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from typing import Any, Final, Literal, Protocol
+
+from ._constants import ZLIB_SUFFIX
+from .errors import ProtocolViolation
+
+__all__ = [
+    "COMPRESSIONS",
+    "JSON_LIBRARY",
+    "Compression",
+    "Inflater",
+    "PayloadInflater",
+    "PlainInflater",
+    "ZlibStreamInflater",
+    "ZstdStreamInflater",
+    "dumps",
+    "loads",
+    "make_inflater",
+    "zstd_available",
+]
+
+Compression = Literal["zlib-stream", "zstd-stream", "payload"] | None
+COMPRESSIONS: Final = ("zlib-stream", "zstd-stream", "payload", None)
+
+loads: Callable[[bytes], Any]
+dumps: Callable[[Any], bytes]
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised in environments without orjson
+    JSON_LIBRARY = "json"
+    loads = json.loads
+    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    def dumps(obj: Any) -> bytes:
+        return _encoder.encode(obj).encode()
+
+else:
+    JSON_LIBRARY = "orjson"
+    loads = orjson.loads
+    dumps = orjson.dumps
+
+
+def zstd_available() -> bool:
+    """Whether the ``zstandard`` package is installed (needed for zstd-stream)."""
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Inflater(Protocol):
+    """Turns received websocket messages into JSON documents."""
+
+    def feed(self, data: bytes, binary: bool) -> bytes | None:
+        """Return the next complete document, or None if ``data`` ended mid-message."""
+
+
+class PlainInflater:
+    """No compression: every message is a document."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes, binary: bool) -> bytes | None:
+        return data
+
+
+class PayloadInflater:
+    """``compress: true`` in IDENTIFY: binary messages are standalone zlib streams."""
+
+    __slots__ = ("max_size",)
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+
+    def feed(self, data: bytes, binary: bool) -> bytes | None:
+        if not binary:
+            return data
+        inflater = zlib.decompressobj()
+        try:
+            out = inflater.decompress(data, self.max_size + 1)
+        except zlib.error as exc:
+            raise ProtocolViolation(f"corrupt compressed payload: {exc}", 4000) from exc
+        if len(out) > self.max_size:
+            raise ProtocolViolation("inflated payload exceeds the size limit", 1009)
+        return out
+
+
+class ZlibStreamInflater:
+    """``compress=zlib-stream``: one inflate context, messages end with ``00 00 ff ff``."""
+
+    __slots__ = ("_buffer", "_decompress", "_inflater", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self._inflater = zlib.decompressobj()
+        self._decompress = self._inflater.decompress
+        self._buffer = bytearray()
+        self.max_size = max_size
+
+    def feed(self, data: bytes, binary: bool) -> bytes | None:
+        if data[-4:] != ZLIB_SUFFIX:
+            self._buffer += data
+            if len(self._buffer) > self.max_size:
+                raise ProtocolViolation("compressed message exceeds the size limit", 1009)
+            return None
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        try:
+            out = self._decompress(data, self.max_size)
+        except zlib.error as exc:
+            raise ProtocolViolation(f"corrupt zlib stream: {exc}", 4000) from exc
+        if self._inflater.unconsumed_tail:
+            raise ProtocolViolation("inflated message exceeds the size limit", 1009)
+        return out
+
+
+class ZstdStreamInflater:
+    """``compress=zstd-stream``: one endless zstd frame; each message flushes a block."""
+
+    __slots__ = ("_decompress", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        try:
+            import zstandard
+        except ImportError as exc:
+            raise RuntimeError(
+                'compression "zstd-stream" needs the zstandard package: '
+                "pip install zstandard (or botrun[speed])"
+            ) from exc
+        self._decompress = zstandard.ZstdDecompressor().decompressobj().decompress
+        self.max_size = max_size
+
+    def feed(self, data: bytes, binary: bool) -> bytes | None:
+        try:
+            out: bytes = self._decompress(data)
+        except Exception as exc:  # zstandard.ZstdError is not importable without the package
+            raise ProtocolViolation(f"corrupt zstd stream: {exc}", 4000) from exc
+        if len(out) > self.max_size:
+            raise ProtocolViolation("inflated message exceeds the size limit", 1009)
+        return out or None
+
+
+def make_inflater(compression: Compression, max_size: int) -> Inflater:
+    """A fresh inflater for one connection."""
+    if compression == "zlib-stream":
+        return ZlibStreamInflater(max_size)
+    if compression == "zstd-stream":
+        return ZstdStreamInflater(max_size)
+    if compression == "payload":
+        return PayloadInflater(max_size)
+    return PlainInflater()

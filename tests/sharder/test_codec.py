@@ -1,0 +1,74 @@
+"""Inflaters: zlib-stream, zstd-stream, payload compression, and their limits."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import zstandard
+
+from sharder._codec import (
+    PayloadInflater,
+    PlainInflater,
+    ZlibStreamInflater,
+    ZstdStreamInflater,
+    dumps,
+    loads,
+)
+from sharder.errors import ProtocolViolation
+
+DOCS = [dumps({"t": "MESSAGE_CREATE", "s": i, "op": 0, "d": {"content": "x" * i}}) for i in range(50)]
+
+
+def zlib_stream(docs: list[bytes]) -> list[bytes]:
+    compressor = zlib.compressobj()
+    return [compressor.compress(d) + compressor.flush(zlib.Z_SYNC_FLUSH) for d in docs]
+
+
+def test_zlib_stream_inflates_every_message_with_one_context() -> None:
+    inflater = ZlibStreamInflater(max_size=1 << 20)
+    assert [inflater.feed(m, True) for m in zlib_stream(DOCS)] == DOCS
+
+
+def test_zlib_stream_message_split_across_frames_waits_for_the_suffix() -> None:
+    inflater = ZlibStreamInflater(max_size=1 << 20)
+    [message] = zlib_stream([DOCS[20]])
+    assert inflater.feed(message[:5], True) is None
+    assert inflater.feed(message[5:], True) == DOCS[20]
+
+
+def test_corrupt_zlib_stream_is_a_protocol_violation() -> None:
+    inflater = ZlibStreamInflater(max_size=1 << 20)
+    with pytest.raises(ProtocolViolation):
+        inflater.feed(b"garbage!" + b"\x00\x00\xff\xff", True)
+
+
+def test_zlib_message_inflating_past_the_limit_is_refused() -> None:
+    inflater = ZlibStreamInflater(max_size=1000)
+    [message] = zlib_stream([b"a" * 5000])
+    with pytest.raises(ProtocolViolation) as info:
+        inflater.feed(message, True)
+    assert info.value.close_code == 1009
+
+
+def test_zstd_stream_inflates_block_flushed_messages() -> None:
+    compressor = zstandard.ZstdCompressor().compressobj()
+    inflater = ZstdStreamInflater(max_size=1 << 20)
+    for doc in DOCS:
+        message = compressor.compress(doc) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        assert inflater.feed(message, True) == doc
+
+
+def test_payload_compression_inflates_binary_and_passes_text() -> None:
+    inflater = PayloadInflater(max_size=1 << 20)
+    assert inflater.feed(zlib.compress(DOCS[10]), True) == DOCS[10]
+    assert inflater.feed(DOCS[3], False) == DOCS[3]
+
+
+def test_plain_inflater_returns_messages_as_they_are() -> None:
+    assert PlainInflater().feed(DOCS[1], False) == DOCS[1]
+
+
+def test_json_round_trip_is_compact() -> None:
+    assert loads(dumps({"op": 1, "d": None})) == {"op": 1, "d": None}
+    assert b" " not in dumps({"op": 1, "d": [1, 2]})
