@@ -1,0 +1,297 @@
+"""The sharder's only socket code: a client websocket over an anyio byte stream.
+
+Framing lives in :mod:`sharder._websocket`; this module moves its bytes and
+turns every foreign failure (``OSError``, ``ssl.SSLError``, anyio's stream
+errors, timeouts) into :class:`~sharder.errors.TransportError` at the boundary,
+with the ``host:port`` in the message and the original as ``__cause__``.
+
+A shard process keeps about a thousand of these open, so a connection holds no
+preallocated buffers: one shared :class:`ssl.SSLContext`, anyio's memory-BIO
+TLS stream (it grows with what is in flight, unlike ``asyncio``'s SSL
+transport and its fixed 256 KiB read buffer), and the parser's own buffer,
+which is empty between messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Final
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+
+from ._websocket import WebSocketClient
+from .errors import ProtocolViolation, TransportError
+
+__all__ = ["RECEIVE_SIZE", "WebSocketConnection", "default_ssl_context", "open_websocket"]
+
+RECEIVE_SIZE: Final = 64 * 1024
+"""Bytes asked of the stream per :meth:`WebSocketConnection.receive`.
+
+Large enough that a burst (READY, GUILD_CREATEs) is parsed a few hundred
+frames per wake-up, which amortizes the await and the parser's per-call cost;
+the read allocation is transient, so idle shards hold none of it. Bigger does
+not help: TLS hands out at most one 16 KiB record per read, and asyncio's
+transport queues at most 256 KiB chunks that anyio splits to this size.
+"""
+
+_STREAM_ERRORS: Final = (
+    OSError,  # includes ssl.SSLError, ConnectionFailed and socket.gaierror
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """Return the process-wide client context (certificate checks on).
+
+    Built once: each context parses the system CA store (0.4-0.8 MB of RSS
+    depending on the store), which at a thousand shards would be most of a
+    gigabyte of identical copies.
+    """
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+
+
+@contextmanager
+def _mapped_errors(where: str, action: str) -> Iterator[None]:
+    """Re-raise stream failures as TransportError naming ``where``."""
+    try:
+        yield
+    except _STREAM_ERRORS as exc:
+        raise _transport_error(where, action, exc) from exc
+
+
+def _transport_error(where: str, action: str, exc: BaseException) -> TransportError:
+    if isinstance(exc, anyio.EndOfStream):
+        return TransportError(f"{where}: connection closed by the server while {action}")
+    text = str(exc)
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return TransportError(f"{where}: {action} failed: {detail}")
+
+
+class WebSocketConnection:
+    """An open client websocket over an anyio ByteStream.
+
+    One task reads (:meth:`receive`); any number of tasks may send, because
+    writes are serialized by a lock so frames never interleave. Either side
+    ending the connection surfaces as :class:`TransportError` on the next call.
+    """
+
+    __slots__ = (
+        "_close_wait",
+        "_closing",
+        "_leftover",
+        "_reading",
+        "_send_broken",
+        "_send_lock",
+        "_stream",
+        "_where",
+        "_ws",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        where: str,
+        stream: anyio.abc.ByteStream,
+        ws: WebSocketClient,
+        leftover: bytes = b"",
+    ) -> None:
+        self.url = url
+        self._where = where
+        self._stream = stream
+        self._ws = ws
+        self._leftover = leftover  # frame bytes that came with the handshake response
+        self._send_lock = anyio.Lock()
+        self._closing = False
+        self._reading = False
+        self._send_broken = False  # a send was interrupted mid-frame: stream unusable
+        self._close_wait: anyio.Event | None = None
+
+    async def receive(self) -> list[tuple[int, bytes]]:
+        """Read once and return the complete messages (possibly none).
+
+        Queued pongs and the close reply are sent before returning; if that
+        fails, the next call reports the broken stream.
+
+        Raises:
+            TransportError: EOF, a broken stream, or :meth:`close` was called.
+            ProtocolViolation: the server broke RFC 6455; the caller picks the
+                close code (``close_code``) and closes.
+        """
+        if self._closing:
+            raise TransportError(f"{self._where}: connection is closed")
+        ws = self._ws
+        if self._leftover:
+            data, self._leftover = self._leftover, b""
+            messages = ws.receive_data(data)
+            await self._flush()  # a ping may have come with the upgrade response
+            if messages:
+                return messages
+        self._reading = True
+        try:  # inline rather than _mapped_errors: this runs once per read on the hot path
+            data = await self._stream.receive(RECEIVE_SIZE)
+        except _STREAM_ERRORS as exc:
+            raise _transport_error(self._where, "receiving", exc) from exc
+        finally:
+            self._reading = False
+            if self._close_wait is not None:
+                self._close_wait.set()
+        messages = ws.receive_data(data)
+        await self._flush()
+        return messages
+
+    async def _flush(self) -> None:
+        out = self._ws.data_to_send()
+        if out and not self._send_broken:
+            # A failure here is reported by the next receive(), on the same broken stream.
+            with suppress(TransportError):
+                await self._send(out)
+
+    async def _send(self, frame: bytes) -> None:
+        async with self._send_lock:
+            if self._send_broken:
+                raise TransportError(f"{self._where}: connection is broken")
+            completed = False
+            try:
+                with _mapped_errors(self._where, "sending"):
+                    await self._stream.send(frame)
+                completed = True
+            finally:
+                if not completed:  # a partial frame may be on the wire
+                    self._send_broken = True
+
+    async def send_text(self, payload: bytes) -> None:
+        """Send one text message (``payload`` is UTF-8, not checked).
+
+        Raises:
+            TransportError: the stream failed, or the connection is closing.
+        """
+        if self._closing or self._ws.close_sent:
+            raise TransportError(f"{self._where}: connection is closing")
+        await self._send(self._ws.send_text(payload))
+
+    async def close(self, code: int | None, reason: str = "", *, timeout: float = 2.0) -> None:
+        """Close politely: send a close frame, await the server's, drop the stream.
+
+        Bounded by ``timeout``; never raises for a connection that is already
+        broken, and later calls return at once. If another task is inside
+        :meth:`receive`, its read finishes first (its messages still reach it),
+        then this method reads and discards until the server's close or EOF;
+        from then on :meth:`receive` raises :class:`TransportError`.
+
+        Raises:
+            ValueError: ``code`` may not be sent (1005, 1006, 1015, ...).
+        """
+        if self._closing:
+            return
+        frame = self._ws.send_close(code, reason)  # a bad code raises before anything changes
+        self._closing = True
+        try:
+            with anyio.move_on_after(timeout):
+                await self._close_handshake(frame)
+        except (TransportError, ProtocolViolation):
+            pass  # the stream is going away anyway; nothing left to report
+        finally:
+            await anyio.aclose_forcefully(self._stream)
+
+    async def _close_handshake(self, frame: bytes) -> None:
+        ws = self._ws
+        if frame and not self._send_broken:
+            await self._send(frame)
+        if self._reading:  # let the reader's in-flight read land before taking over
+            self._close_wait = anyio.Event()
+            await self._close_wait.wait()
+        if self._leftover:
+            ws.receive_data(self._leftover)
+            self._leftover = b""
+        while not ws.closed_by_peer:
+            with _mapped_errors(self._where, "closing"):
+                data = await self._stream.receive(RECEIVE_SIZE)
+            ws.receive_data(data)
+
+    async def abort(self) -> None:
+        """Drop the TCP connection now, without a close frame. Idempotent."""
+        self._closing = True
+        await anyio.aclose_forcefully(self._stream)
+
+
+def _split_url(url: str) -> tuple[bool, str, int, str, str]:
+    """Return ``(secure, host, port, Host header, request path)`` for a ws(s) URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"websocket URL must start with ws:// or wss://: {url!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"websocket URL has no host: {url!r}")
+    secure = parts.scheme == "wss"
+    default_port = 443 if secure else 80
+    port = parts.port or default_port
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == default_port else f"{shown}:{port}"
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return secure, host, port, host_header, path
+
+
+async def open_websocket(
+    url: str,
+    *,
+    connect_timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+    max_message_size: int = 64 * 1024 * 1024,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> WebSocketConnection:
+    """Connect, do TLS for ``wss://``, and upgrade; all within ``connect_timeout``.
+
+    ``TCP_NODELAY`` is already set by anyio's ``connect_tcp`` on both backends
+    (asyncio's transport and anyio's trio backend each set it), which matters
+    because heartbeats are small writes that must not wait for an ACK.
+
+    Raises:
+        ValueError: ``url`` is not a ws:// or wss:// URL.
+        HandshakeError: the server answered the upgrade with another status.
+        ProtocolViolation: the upgrade response is malformed.
+        TransportError: connecting, TLS or the upgrade failed or timed out.
+    """
+    secure, host, port, host_header, path = _split_url(url)
+    where = f"{host}:{port}"
+    ws = WebSocketClient(
+        host_header, path, max_message_size=max_message_size, extra_headers=extra_headers
+    )
+    stream: anyio.abc.ByteStream | None = None
+    try:
+        with anyio.fail_after(connect_timeout), _mapped_errors(where, "opening the websocket"):
+            if secure:
+                stream = await anyio.connect_tcp(
+                    host,
+                    port,
+                    tls=True,
+                    ssl_context=ssl_context or default_ssl_context(),
+                    tls_standard_compatible=False,
+                )
+            else:
+                stream = await anyio.connect_tcp(host, port)
+            await stream.send(ws.handshake_request())
+            leftover = None
+            while leftover is None:
+                leftover = ws.receive_handshake(await stream.receive(RECEIVE_SIZE))
+    except TimeoutError:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        raise TransportError(
+            f"{where}: timed out after {connect_timeout} s opening the websocket"
+        ) from None
+    except BaseException:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        raise
+    return WebSocketConnection(url, where, stream, ws, leftover)

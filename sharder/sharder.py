@@ -1,0 +1,161 @@
+"""InternalSharder: many WebsocketShards in one process, one identify queue for all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._constants import DEFAULT_IDENTIFY_TIMEOUT
+from ._listeners import Listener, ListenerRegistry
+from .identify import HookIdentifyQueue, IdentifyQueue, LocalIdentifyQueue
+from .shard import ShardOptions, WebsocketShard, check_option_names
+
+__all__ = ["InternalSharder"]
+
+
+class InternalSharder:
+    """Runs shards ``ids`` of a bot with ``total`` shards and routes their events.
+
+    Listeners get ``(data, shard_id)`` for: ``connect``, ``ready``, ``resumed``,
+    ``close`` (unresumable close codes only), ``debug``, ``event`` (the raw
+    dispatch), each dispatch name such as ``MESSAGE_CREATE`` (its ``d``), and
+    ``error``.
+
+    Logins go through one identify queue: the in-process controller built from
+    ``session_start_limit`` (buckets of ``max_concurrency``, ``timeout`` seconds
+    apart, the daily ``remaining`` count), or, when ``options["identify_hook"]``
+    is set, the hook, so that another process can own the queue.
+    """
+
+    def __init__(
+        self,
+        *,
+        options: ShardOptions | Mapping[str, Any],
+        total: int | None = None,
+        ids: Iterable[int] | None = None,
+        shard_options: Mapping[int, ShardOptions | Mapping[str, Any]] | None = None,
+        session_start_limit: Mapping[str, Any] | None = None,
+        timeout: float = DEFAULT_IDENTIFY_TIMEOUT,
+    ) -> None:
+        id_list = sorted(set(ids)) if ids is not None else None
+        if total is None:
+            if not id_list:
+                raise ValueError("give total, ids, or both")
+            total = max(id_list) + 1
+        if total < 1:
+            raise ValueError(f"total must be at least 1, got {total}")
+        if id_list is None:
+            id_list = list(range(total))
+        if not id_list or id_list[0] < 0 or id_list[-1] >= total:
+            raise ValueError(f"every shard id must be within 0..{total - 1}, got {id_list}")
+        check_option_names(options)
+        self.ids: list[int] = id_list
+        self.total: int = total
+        self.options: dict[str, Any] = dict(options)
+        self.shard_options: dict[int, dict[str, Any]] = {
+            int(k): dict(v) for k, v in (shard_options or {}).items()
+        }
+        hook = self.options.get("identify_hook")
+        queue: IdentifyQueue
+        if hook is not None:
+            queue = HookIdentifyQueue(hook)
+            self.controller: LocalIdentifyQueue | None = None
+        else:
+            if session_start_limit is None:
+                raise ValueError(
+                    "session_start_limit (from /gateway/bot) is required "
+                    "unless options['identify_hook'] is set"
+                )
+            self.controller = LocalIdentifyQueue.from_session_start_limit(
+                session_start_limit, timeout=timeout
+            )
+            queue = self.controller
+        self._listeners = ListenerRegistry()
+        self.shards: dict[int, WebsocketShard] = {
+            shard_id: WebsocketShard(
+                {
+                    **self.options,
+                    **self.shard_options.get(shard_id, {}),
+                    "id": shard_id,
+                    "total": total,
+                },
+                listeners=self._listeners,
+                identify_queue=queue,
+            )
+            for shard_id in self.ids
+        }
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        return f"<InternalSharder ids={self.ids} total={self.total}>"
+
+    def on(self, name: str, listener: Listener) -> None:
+        """Call ``listener(data, shard_id)`` for event ``name`` on every shard."""
+        self._listeners.on(name, listener)
+
+    def off(self, name: str, listener: Listener) -> None:
+        self._listeners.off(name, listener)
+
+    @property
+    def listened_events(self) -> frozenset[str]:
+        """Event names that have at least one listener."""
+        return self._listeners.names()
+
+    async def __aenter__(self) -> InternalSharder:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        try:
+            if exc is None:
+                await self.close()
+            else:
+                self._tg.cancel_scope.cancel()
+        finally:
+            tg, self._tg = self._tg, None
+            result = await tg.__aexit__(exc_type, exc, tb)
+        return result
+
+    async def connect(self) -> None:
+        """Start every shard; return once each has an open websocket.
+
+        Shards resume where ``shard_options`` carries a session, and queue an
+        identify otherwise.
+        """
+        tg = self._tg
+        if tg is None:
+            raise RuntimeError("use 'async with InternalSharder(...)' before connect()")
+        async with anyio.create_task_group() as starting:
+            for shard in self.shards.values():
+                if not shard._running:
+                    starting.start_soon(tg.start, shard.run)
+
+    async def close(self) -> None:
+        """Close every shard (sessions stay resumable); return once all are closed."""
+        async with anyio.create_task_group() as closing:
+            for shard in self.shards.values():
+                closing.start_soon(shard.close)
+
+    def get_average_ping(self) -> float | None:
+        """Mean of the shards' last latency measurements, in seconds."""
+        pings = [s.latency for s in self.shards.values() if s.latency is not None]
+        return sum(pings) / len(pings) if pings else None
+
+    def get_current_sessions(self) -> dict[int, dict[str, Any]]:
+        """``{shard_id: {session_id, sequence, resume_url}}``: pass back as ``shard_options``."""
+        return {
+            shard_id: session.to_dict()
+            for shard_id, shard in self.shards.items()
+            if (session := shard.session) is not None
+        }
