@@ -353,7 +353,13 @@ class GatewayProtocol:
         return Reconnect(self.resumable, 0.0, f"closed with {shown} {reason!r}")
 
     def protocol_error(self, reason: str) -> None:
-        """The server sent something unusable: reconnect and resume, so replay fills the gap."""
+        """The server sent something unusable: reconnect and resume, so replay fills the gap.
+
+        A replay that fails again counts as a failed resume, so an event that can
+        never be decoded ends in a new session instead of a resume loop.
+        """
+        if self.phase is Phase.RESUMING:
+            self._count_failed_resume()
         self._plan_reconnect(resume=self.resumable, reason=f"protocol error: {reason}")
 
     def forget_session(self) -> None:

@@ -547,7 +547,10 @@ class WebsocketShard:
         interval = proto.heartbeat_interval
         if interval:
             # Room for every heartbeat of a window plus a resume or identify.
-            self._limiter.reserved = math.ceil(COMMAND_WINDOW / interval) + 2
+            # Capped at half the limit: a test server's tiny interval must not starve commands.
+            self._limiter.reserved = min(
+                math.ceil(COMMAND_WINDOW / interval) + 2, self._limiter.limit // 2
+            )
         self._rearm_timer()
 
     def _deliver(self, payload: dict[str, Any]) -> None:

@@ -17,7 +17,9 @@ from sharder._codec import (
 )
 from sharder.errors import ProtocolViolation
 
-DOCS = [dumps({"t": "MESSAGE_CREATE", "s": i, "op": 0, "d": {"content": "x" * i}}) for i in range(50)]
+DOCS = [
+    dumps({"t": "MESSAGE_CREATE", "s": i, "op": 0, "d": {"content": "x" * i}}) for i in range(50)
+]
 
 
 def zlib_stream(docs: list[bytes]) -> list[bytes]:

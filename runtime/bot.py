@@ -1,0 +1,321 @@
+"""The bot: config, REST, plugins and the sharder wired into one task group."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from sharder import GatewayClosedError, InternalSharder, ShardStatus
+from sharder.testing import FakeDiscord
+
+from .config import Config, resolve_token
+from .context import PluginContext
+from .dispatch import EventRouter
+from .errors import BotrunError
+from .plugins import PluginSet, load_plugins
+from .progress import StartupProgress
+from .rest import RestClient
+from .sessions import SessionStore
+
+__all__ = ["EMULATOR_TOKEN", "Bot", "pick_shards"]
+
+logger = logging.getLogger("botrun")
+
+EMULATOR_TOKEN = "botrun-emulator-token"
+
+
+def pick_shards(config: Config, recommended: int) -> tuple[int, list[int]]:
+    """``(total, ids)`` from ``[gateway]``: "auto", a count, or ids of a larger bot."""
+    gateway = config.gateway
+    if gateway.total is not None:
+        ids = list(gateway.ids) if gateway.ids else list(range(gateway.total))
+        return gateway.total, ids
+    total = recommended if gateway.shards == "auto" else int(gateway.shards)
+    return max(total, 1), list(range(max(total, 1)))
+
+
+@dataclass
+class _Gateway:
+    url: str
+    recommended: int
+    session_start_limit: dict[str, Any]
+
+
+class Bot:
+    """Runs a config until stopped (a signal, ``stop()``, or every shard failing)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugins: PluginSet | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.environ = environ
+        self.plugins = plugins if plugins is not None else load_plugins(config, environ=environ)
+        self.sharder: InternalSharder | None = None
+        self.router: EventRouter | None = None
+        self.emulator: FakeDiscord | None = None
+        self.exit_code = 0
+        self._stop = anyio.Event()
+        self._sessions: SessionStore | None = None
+        if config.sessions.file is not None:
+            self._sessions = SessionStore(config.sessions.file, config_file=config.path)
+            self._sessions.check_permissions()
+
+    def stop(self, exit_code: int = 0) -> None:
+        """Begin a graceful shutdown."""
+        self.exit_code = self.exit_code or exit_code
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Run until stopped; returns the process exit code."""
+        logger.info("%s", self.plugins.summary())
+        async with AsyncExitStack() as stack:
+            token, api_base = await self._credentials(stack)
+            rest = await stack.enter_async_context(self._rest_client(token, api_base))
+            gateway = await self._fetch_gateway(rest)
+            async with anyio.create_task_group() as tg:
+                if handle_signals:
+                    tg.start_soon(self._watch_signals, tg.cancel_scope)
+                await self._serve(tg, token, rest, gateway)
+                tg.cancel_scope.cancel()
+        return self.exit_code
+
+    # ------------------------------------------------------------------ steps
+
+    async def _credentials(self, stack: AsyncExitStack) -> tuple[str, str]:
+        token = resolve_token(self.config, self.environ)
+        api_base = self.config.discord.api_base
+        emulator = self.config.emulator
+        if emulator.enabled:
+            token = token or EMULATOR_TOKEN
+            self.emulator = await stack.enter_async_context(
+                FakeDiscord(
+                    token=token,
+                    shards=emulator.shards,
+                    max_concurrency=emulator.max_concurrency,
+                    heartbeat_interval=emulator.heartbeat_interval,
+                    guilds_per_shard=emulator.guilds,
+                    identify_window=min(5.0, self.config.gateway.identify_timeout),
+                    port=emulator.port,
+                )
+            )
+            api_base = self.emulator.api_base
+            logger.info("Discord emulator running at %s", api_base)
+        if token is None:  # resolve_token only returns None with the emulator on
+            raise BotrunError("no bot token configured")
+        return token, api_base
+
+    def _rest_client(self, token: str, api_base: str) -> RestClient:
+        rest = self.config.rest
+        return RestClient(
+            token,
+            api_base=api_base,
+            timeout=rest.timeout,
+            max_retries=rest.max_retries,
+            global_limit=rest.global_limit,
+            allow_insecure=self.config.discord.allow_insecure_transport,
+        )
+
+    async def _fetch_gateway(self, rest: RestClient) -> _Gateway:
+        info = await rest.get_gateway_bot()
+        gateway = _Gateway(str(info["url"]), int(info["shards"]), dict(info["session_start_limit"]))
+        logger.info(
+            "gateway %s: %d shards recommended, %s of %s session starts left, max_concurrency %s",
+            gateway.url,
+            gateway.recommended,
+            gateway.session_start_limit.get("remaining"),
+            gateway.session_start_limit.get("total"),
+            gateway.session_start_limit.get("max_concurrency"),
+        )
+        return gateway
+
+    async def _serve(
+        self, tg: anyio.abc.TaskGroup, token: str, rest: RestClient, gateway: _Gateway
+    ) -> None:
+        config = self.config
+        total, ids = pick_shards(config, gateway.recommended)
+        contexts = {
+            plugin.name: PluginContext(
+                plugin.name,
+                plugin.settings,
+                config=config,
+                rest=rest.for_plugin(plugin.name),
+                task_group=tg,
+            )
+            for plugin in self.plugins.loaded
+        }
+        router = self.router = EventRouter(
+            self.plugins.manager,
+            contexts,
+            capacity=config.plugins.backlog,
+            overflow=config.plugins.overflow,
+            slow_threshold=config.plugins.slow_handler_warning,
+        )
+        failed = await self._call_lifecycle("on_startup", contexts)
+        if failed:
+            if config.plugins.strict:
+                raise BotrunError(f"plugins failed in on_startup: {', '.join(failed)}")
+            router.remove(failed)
+        sharder = self.sharder = self._make_sharder(token, total, ids, gateway, router)
+        for context in contexts.values():
+            context.sharder = sharder
+        router.attach(sharder)
+        sharder.on("close", self._on_fatal_close)
+        async with anyio.create_task_group() as workers:
+            workers.start_soon(router.run)
+            async with sharder:
+                logger.info("starting %d of %d shards: %s", len(ids), total, _ranges(ids))
+                workers.start_soon(StartupProgress(sharder).run)
+                await sharder.connect()
+                if self.emulator is not None and config.emulator.chatter_interval > 0:
+                    workers.start_soon(self._chatter)
+                if self._sessions is not None:
+                    workers.start_soon(self._save_sessions_periodically)
+                await self._stop.wait()
+                await self._shutdown(contexts)
+            workers.cancel_scope.cancel()
+
+    def _make_sharder(
+        self, token: str, total: int, ids: list[int], gateway: _Gateway, router: EventRouter
+    ) -> InternalSharder:
+        gw = self.config.gateway
+        options: dict[str, Any] = {
+            "token": token,
+            "intents": self.config.resolved_intents,
+            "url": gateway.url,
+            "compression": None if gw.compression == "none" else gw.compression,
+            "encoding": gw.encoding,
+            "large_threshold": gw.large_threshold,
+            "version": gw.version,
+            "allow_insecure": self.config.discord.allow_insecure_transport,
+            "disabled_events": router.unrouted_events(),
+        }
+        if gw.presence is not None:
+            options["presence"] = gw.presence.as_payload()
+        shard_options = self._sessions.load(total, ids) if self._sessions is not None else {}
+        if shard_options:
+            logger.info("resuming %d sessions from %s", len(shard_options), self._sessions_path())
+        return InternalSharder(
+            total=total,
+            ids=ids,
+            options=options,
+            shard_options=shard_options,
+            session_start_limit=gateway.session_start_limit,
+            timeout=gw.identify_timeout,
+        )
+
+    async def _chatter(self) -> None:
+        assert self.emulator is not None
+        emulator = self.config.emulator
+        await self.emulator.run_chatter(guilds=emulator.guilds, interval=emulator.chatter_interval)
+
+    async def _shutdown(self, contexts: dict[str, PluginContext]) -> None:
+        sharder, router = self.sharder, self.router
+        assert sharder is not None
+        assert router is not None
+        logger.info("shutting down")
+        for shard in sharder.shards.values():
+            shard.pause_reading()  # what is read from here on would be lost, so read nothing
+        await self._call_lifecycle("on_shutdown", contexts)
+        cancelled = await router.stop(self.config.plugins.shutdown_grace)
+        for description in cancelled:
+            logger.warning("cancelled a handler still running at shutdown: %s", description)
+        await sharder.close()
+        self._save_sessions()
+        logger.info("stopped; handler errors by plugin: %s", _error_counts(router))
+
+    async def _call_lifecycle(self, hook: str, contexts: dict[str, PluginContext]) -> list[str]:
+        """Call on_startup / on_shutdown of every plugin; returns the plugins that raised."""
+        failed = []
+        caller = getattr(self.plugins.manager.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            context = contexts.get(impl.plugin_name)
+            if context is None:
+                continue
+            try:
+                result = impl.function(*[context for _ in impl.argnames])
+                if hasattr(result, "__await__"):
+                    with anyio.fail_after(self.config.plugins.shutdown_grace):
+                        await result
+            except Exception:
+                logger.exception("plugin %r failed in %s", impl.plugin_name, hook)
+                failed.append(impl.plugin_name)
+        return failed
+
+    # ------------------------------------------------------------------ sessions
+
+    def _sessions_path(self) -> str:
+        return str(self._sessions.path) if self._sessions is not None else ""
+
+    def current_sessions(self) -> dict[int, dict[str, Any]]:
+        """Sessions to save: each at the last sequence every plugin has finished."""
+        sharder, router = self.sharder, self.router
+        if sharder is None:
+            return {}
+        sessions = sharder.get_current_sessions()
+        if router is not None:
+            for shard_id, session in sessions.items():
+                safe = router.safe_sequence(shard_id)
+                if safe is not None:
+                    session["sequence"] = min(session["sequence"], safe)
+        return sessions
+
+    def _save_sessions(self) -> None:
+        if self._sessions is None or self.sharder is None:
+            return
+        try:
+            self._sessions.save(self.sharder.total, self.current_sessions())
+        except OSError as exc:
+            logger.error("could not save sessions to %s: %s", self._sessions.path, exc)
+
+    async def _save_sessions_periodically(self) -> None:
+        while True:
+            await anyio.sleep(self.config.sessions.save_interval)
+            self._save_sessions()
+
+    # ------------------------------------------------------------------ signals and failures
+
+    async def _watch_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self._stop.is_set():
+                    logger.warning("second %s: stopping at once", signal.Signals(signum).name)
+                    self.exit_code = self.exit_code or 130
+                    scope.cancel()
+                    return
+                logger.info("%s received", signal.Signals(signum).name)
+                self.stop()
+
+    def _on_fatal_close(self, error: GatewayClosedError, shard_id: int) -> None:
+        logger.error("shard %s stopped: %s", shard_id, error)
+        sharder = self.sharder
+        if sharder is not None and all(
+            s.status is ShardStatus.CLOSED for s_id, s in sharder.shards.items() if s_id != shard_id
+        ):
+            self.stop(exit_code=1)
+
+
+def _error_counts(router: EventRouter) -> dict[str, int]:
+    return {name: stats["errors"] for name, stats in router.stats().items()}
+
+
+def _ranges(ids: list[int]) -> str:
+    """``0-3, 7`` for [0, 1, 2, 3, 7]."""
+    parts: list[str] = []
+    start = 0
+    for index, shard_id in enumerate(ids):
+        if index + 1 == len(ids) or ids[index + 1] != shard_id + 1:
+            first = ids[start]
+            parts.append(str(first) if first == shard_id else f"{first}-{shard_id}")
+            start = index + 1
+    return ", ".join(parts)

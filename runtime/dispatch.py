@@ -1,0 +1,394 @@
+"""Routing sharder events to plugin hooks.
+
+Every plugin gets one bounded queue and one worker task. The sharder calls the
+router synchronously from its reader (no task, no await per event); the router
+appends the event to the queue of each plugin that implements a matching hook.
+So a slow plugin delays only itself, each plugin sees the events of a shard in
+sequence order, and heartbeats never wait for plugin code.
+
+When a queue is full, ``overflow`` decides: ``"wait"`` pauses reading on the
+shard that produced the event until the plugin catches up (Discord keeps the
+events; heartbeats go on), ``"drop_oldest"`` drops the oldest queued event with
+a counted warning.
+
+The router also tracks, per shard, the sequence of the last event that every
+plugin has finished with: the sequence worth saving for a resume after a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+import pluggy
+
+from sharder import DISPATCH_EVENTS, InternalSharder, WebsocketShard
+from sharder._listeners import is_async_callable
+
+__all__ = ["LIFECYCLE_EVENTS", "EventRouter", "PluginWorker", "in_thread"]
+
+logger = logging.getLogger("botrun.dispatch")
+
+LIFECYCLE_EVENTS = ("connect", "close", "debug", "error")
+"""Sharder events routed to ``on_<name>`` (ready and resumed come with their dispatch)."""
+
+_ARGUMENT_INDEX = {"bot": 0, "data": 1, "shard_id": 2}
+_THREAD_MARK = "__botrun_in_thread__"
+
+
+def in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run this plain-function hook in a worker thread instead of the event loop.
+
+    For handlers that block (file or database I/O, CPU work): the loop, and so
+    every heartbeat and every other plugin, keeps running meanwhile. Put it
+    under ``@hookimpl``.
+    """
+    setattr(function, _THREAD_MARK, True)
+    return function
+
+
+class _Progress:
+    """Dispatches of one shard's session not yet finished by every plugin."""
+
+    __slots__ = ("pending", "safe")
+
+    def __init__(self) -> None:
+        self.pending: deque[list[int]] = deque()
+        self.safe: int | None = None
+
+    def add(self, seq: int, handlers: int) -> list[int] | None:
+        if handlers == 0 and not self.pending:
+            self.safe = seq
+            return None
+        entry = [seq, handlers]
+        self.pending.append(entry)
+        if handlers == 0:
+            self._advance()
+        return entry
+
+    def finish(self, entry: list[int]) -> None:
+        entry[1] -= 1
+        if entry[1] <= 0 and self.pending and self.pending[0] is entry:
+            self._advance()
+
+    def _advance(self) -> None:
+        pending = self.pending
+        while pending and pending[0][1] <= 0:
+            self.safe = pending.popleft()[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One hook implementation of one plugin, ready to call."""
+
+    worker: PluginWorker
+    hook: str
+    function: Callable[..., Any]
+    arguments: tuple[int, ...]
+    kind: Literal["async", "sync", "thread"]
+    raw: bool
+    """Whether it takes the raw {op, t, s, d} payload (on_event) rather than ``d``."""
+
+
+# An item in a plugin's queue: what to call, with what, and what to tick off after.
+_Item = tuple[_Target, Any, "int | None", "tuple[_Progress, list[int]] | None"]
+
+
+class PluginWorker:
+    """Runs one plugin's hook calls, one at a time, in arrival order."""
+
+    def __init__(
+        self,
+        name: str,
+        context: Any,
+        *,
+        capacity: int,
+        overflow: Literal["wait", "drop_oldest"],
+        slow_threshold: float,
+    ) -> None:
+        self.name = name
+        self.context = context
+        self.capacity = capacity
+        self.overflow = overflow
+        self.slow_threshold = slow_threshold
+        self.queue: deque[_Item] = deque()
+        self.errors = 0
+        self.dropped = 0
+        self.calls = 0
+        self.current: tuple[str, float] | None = None
+        self._paused: set[WebsocketShard] = set()
+        self._wake: anyio.Event | None = None
+        self._stopping = False
+        self.scope: anyio.CancelScope | None = None
+
+    def put(self, item: _Item, shard: WebsocketShard | None) -> None:
+        queue = self.queue
+        if len(queue) >= self.capacity:
+            if self.overflow == "drop_oldest":
+                _finish(queue.popleft())
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    logger.warning(
+                        "plugin %r is falling behind: %d events dropped so far (backlog %d)",
+                        self.name,
+                        self.dropped,
+                        self.capacity,
+                    )
+            elif shard is not None and shard not in self._paused:
+                self._paused.add(shard)
+                shard.pause_reading()
+        queue.append(item)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        queue = self.queue
+        low_water = self.capacity // 2
+        with anyio.CancelScope() as self.scope:
+            while True:
+                while queue:
+                    item = queue.popleft()
+                    try:
+                        await self._call(item)
+                    finally:
+                        _finish(item)
+                    if self._paused and len(queue) <= low_water:
+                        self._resume_shards()
+                if self._stopping:
+                    return
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                self._wake = None
+        self._resume_shards()
+
+    def stop(self) -> None:
+        """Finish what is queued, then return from ``run``."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def _resume_shards(self) -> None:
+        for shard in self._paused:
+            shard.resume_reading()
+        self._paused.clear()
+
+    async def _call(self, item: _Item) -> None:
+        target, data, shard_id, _ = item
+        values = (self.context, data, shard_id)
+        args = [values[i] for i in target.arguments]
+        self.calls += 1
+        started = time.perf_counter()
+        self.current = (target.hook, started)
+        try:
+            if target.kind == "async":
+                await target.function(*args)
+            elif target.kind == "thread":
+                await anyio.to_thread.run_sync(functools.partial(target.function, *args))
+            else:
+                target.function(*args)
+                blocked = time.perf_counter() - started
+                if blocked > self.slow_threshold:
+                    logger.warning(
+                        "plugin %r blocked the event loop for %.2f s in %s; make it async "
+                        "or mark it @in_thread",
+                        self.name,
+                        blocked,
+                        target.hook,
+                    )
+        except Exception:
+            self.errors += 1
+            logger.exception(
+                "plugin %r failed in %s (shard %s); the bot keeps running",
+                self.name,
+                target.hook,
+                shard_id,
+            )
+        finally:
+            self.current = None
+
+
+def _finish(item: _Item) -> None:
+    ticket = item[3]
+    if ticket is not None:
+        ticket[0].finish(ticket[1])
+
+
+class EventRouter:
+    """Turns sharder events into hook calls on the plugins' workers."""
+
+    def __init__(
+        self,
+        manager: pluggy.PluginManager,
+        contexts: dict[str, Any],
+        *,
+        capacity: int = 1000,
+        overflow: Literal["wait", "drop_oldest"] = "wait",
+        slow_threshold: float = 0.5,
+    ) -> None:
+        self.manager = manager
+        self.workers = {
+            name: PluginWorker(
+                name,
+                context,
+                capacity=capacity,
+                overflow=overflow,
+                slow_threshold=slow_threshold,
+            )
+            for name, context in contexts.items()
+        }
+        self._routes: dict[str, tuple[_Target, ...]] = {}
+        self._catch_all = self._targets("on_event", raw=True)
+        self._progress: dict[int, _Progress] = {}
+        self._sharder: InternalSharder | None = None
+        self.accepting = True
+
+    # ------------------------------------------------------------------ routing table
+
+    def _targets(self, hook: str, *, raw: bool = False) -> tuple[_Target, ...]:
+        caller = getattr(self.manager.hook, hook, None)
+        if caller is None:
+            return ()
+        targets = []
+        # pluggy calls the last registered implementation first (tryfirst/trylast aside).
+        for impl in reversed(caller.get_hookimpls()):
+            worker = self.workers.get(impl.plugin_name)
+            if worker is None:
+                continue
+            function = impl.function
+            kind: Literal["async", "sync", "thread"] = (
+                "async"
+                if is_async_callable(function)
+                else "thread"
+                if getattr(function, _THREAD_MARK, False)
+                else "sync"
+            )
+            arguments = tuple(_ARGUMENT_INDEX[a] for a in impl.argnames)
+            targets.append(_Target(worker, hook, function, arguments, kind, raw))
+        return tuple(targets)
+
+    def _route(self, name: str) -> tuple[_Target, ...]:
+        route = self._routes.get(name)
+        if route is None:
+            route = self._routes[name] = self._catch_all + self._targets(f"on_{name.lower()}")
+        return route
+
+    def implemented(self, hook: str) -> bool:
+        return bool(self._targets(hook))
+
+    def unrouted_events(self) -> list[str]:
+        """Documented dispatches no plugin wants: the sharder may drop them unparsed."""
+        if self._catch_all:
+            return []
+        return [name for name in DISPATCH_EVENTS if not self._route(name)]
+
+    # ------------------------------------------------------------------ sharder listeners
+
+    def attach(self, sharder: InternalSharder) -> None:
+        self._sharder = sharder
+        sharder.on("event", self.on_dispatch)
+        for name in LIFECYCLE_EVENTS:
+            if self.implemented(f"on_{name}"):
+                sharder.on(name, functools.partial(self.on_lifecycle, name))
+
+    def on_dispatch(self, payload: dict[str, Any], shard_id: int) -> None:
+        """The sharder's ``event`` listener: the per-event hot path."""
+        if not self.accepting:
+            return
+        name = payload["t"]
+        route = self._routes.get(name) or self._route(name)
+        progress = self._progress.get(shard_id)
+        if progress is None or name == "READY":
+            progress = self._progress[shard_id] = _Progress()
+        seq = payload.get("s")
+        entry = progress.add(seq, len(route)) if seq is not None else None
+        if not route:
+            return
+        ticket = (progress, entry) if entry is not None else None
+        shard = self._sharder.shards.get(shard_id) if self._sharder is not None else None
+        data = payload.get("d")
+        for target in route:
+            target.worker.put((target, payload if target.raw else data, shard_id, ticket), shard)
+
+    def on_lifecycle(self, name: str, data: Any, shard_id: int) -> None:
+        if not self.accepting:
+            return
+        for target in self._route_lifecycle(name):
+            target.worker.put((target, data, shard_id, None), None)
+
+    def _route_lifecycle(self, name: str) -> tuple[_Target, ...]:
+        key = f"#{name}"
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = self._targets(f"on_{name}")
+        return route
+
+    def safe_sequence(self, shard_id: int) -> int | None:
+        """Sequence of the last event of this shard that every plugin has finished.
+
+        None when nothing is pending: the shard's own sequence is then safe.
+        """
+        progress = self._progress.get(shard_id)
+        if progress is None or not progress.pending:
+            return None
+        return progress.safe
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def run(self) -> None:
+        """Run every worker until ``stop``."""
+        async with anyio.create_task_group() as tg:
+            for worker in self.workers.values():
+                tg.start_soon(worker.run)
+
+    async def stop(self, grace: float) -> list[str]:
+        """Stop accepting, let the workers finish for ``grace`` s, then cancel the hung ones.
+
+        Returns a description of every handler that was cancelled.
+        """
+        self.accepting = False
+        for worker in self.workers.values():
+            worker.stop()
+        deadline = anyio.current_time() + grace
+        # Poll: workers finish on their own; this only bounds how long we wait for them.
+        while any(w.queue or w.current for w in self.workers.values()):
+            if anyio.current_time() >= deadline:
+                break
+            await anyio.sleep(0.02)
+        cancelled = []
+        for worker in self.workers.values():
+            if worker.current is not None or worker.queue:
+                hook, started = worker.current or ("(queued)", time.perf_counter())
+                running = time.perf_counter() - started
+                cancelled.append(
+                    f"plugin {worker.name!r} in {hook} (running {running:.1f} s, "
+                    f"{len(worker.queue)} events still queued)"
+                )
+                worker.queue.clear()
+            if worker.scope is not None:
+                worker.scope.cancel()
+        return cancelled
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {
+                "calls": w.calls,
+                "errors": w.errors,
+                "dropped": w.dropped,
+                "queued": len(w.queue),
+            }
+            for name, w in self.workers.items()
+        }
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Leave these plugins out of every route (their startup failed)."""
+        for name in names:
+            self.workers.pop(name, None)
+        self._routes.clear()
+        self._catch_all = self._targets("on_event", raw=True)
