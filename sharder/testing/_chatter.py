@@ -7,6 +7,7 @@ exercises the same path a real bot does.
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any, Final
 
@@ -25,6 +26,8 @@ from ._hub import Hub
 from ._sessions import Session
 
 __all__ = ["message_create", "run_chatter"]
+
+logger = logging.getLogger("sharder.testing")
 
 _LINES: Final = (
     "hello everyone",
@@ -106,4 +109,12 @@ async def run_chatter(
             continue
         sent += 1
         content = "!ping" if ping_every > 0 and sent % ping_every == 0 else rng.choice(_LINES)
-        session.dispatch("MESSAGE_CREATE", message_create(guild_id, rng.choice(authors), content))
+        author = rng.choice(authors)
+        session.dispatch("MESSAGE_CREATE", message_create(guild_id, author, content))
+        logger.info(
+            "emulator: %s says %r in guild %s (shard %s)",
+            author["username"],
+            content,
+            guild_id,
+            session.shard_id,
+        )

@@ -461,7 +461,7 @@ async def test_offline_mode_keeps_retrying_until_closed() -> None:
 
 async def test_token_never_appears_in_debug_errors_or_reprs() -> None:
     async with emulator() as discord, running_sharder(discord, total=2) as (sharder, rec):
-        await discord.wait_for("ready", count=2)
+        await rec.wait(lambda: len(rec.events["ready"]) == 2)
         await discord.drop(0)
         await discord.close_shard(1, 4004)
         await discord.wait_for("resumed", shard_id=0, timeout=5)
