@@ -67,6 +67,10 @@ class _Progress:
         if handlers == 0 and not self.pending:
             self.safe = seq
             return None
+        if self.safe is None:
+            # Nothing finished yet since this session (re)started: everything before
+            # this event is done, and Discord numbers a session's dispatches 1, 2, 3...
+            self.safe = max(seq - 1, 0)
         entry = [seq, handlers]
         self.pending.append(entry)
         if handlers == 0:
@@ -155,10 +159,10 @@ class PluginWorker:
             while True:
                 while queue:
                     item = queue.popleft()
-                    try:
-                        await self._call(item)
-                    finally:
-                        _finish(item)
+                    # _call catches the handler's errors; only a cancellation (stop's
+                    # grace ran out) escapes, and an event cut short is not finished.
+                    await self._call(item)
+                    _finish(item)
                     if self._paused and len(queue) <= low_water:
                         self._resume_shards()
                 if self._stopping:
@@ -190,7 +194,10 @@ class PluginWorker:
             if target.kind == "async":
                 await target.function(*args)
             elif target.kind == "thread":
-                await anyio.to_thread.run_sync(functools.partial(target.function, *args))
+                # abandon_on_cancel: a hung thread must not hold up stop() past its grace.
+                await anyio.to_thread.run_sync(
+                    functools.partial(target.function, *args), abandon_on_cancel=True
+                )
             else:
                 target.function(*args)
                 blocked = time.perf_counter() - started
@@ -299,8 +306,6 @@ class EventRouter:
 
     def on_dispatch(self, payload: dict[str, Any], shard_id: int) -> None:
         """The sharder's ``event`` listener: the per-event hot path."""
-        if not self.accepting:
-            return
         name = payload["t"]
         route = self._routes.get(name) or self._route(name)
         progress = self._progress.get(shard_id)
@@ -308,7 +313,9 @@ class EventRouter:
             progress = self._progress[shard_id] = _Progress()
         seq = payload.get("s")
         entry = progress.add(seq, len(route)) if seq is not None else None
-        if not route:
+        if not route or not self.accepting:
+            # After stop, an event for a plugin stays pending (never finished), so
+            # safe_sequence stays before it and a resume replays it.
             return
         ticket = (progress, entry) if entry is not None else None
         shard = self._sharder.shards.get(shard_id) if self._sharder is not None else None

@@ -192,23 +192,26 @@ def _drop_in_plugins(folder: Path, config: Config) -> Iterable[Plugin]:
             name=name,
             source="drop-in",
             origin=str(entry),
-            _load=lambda path=path, name=name: _import_file(name, path),
+            _load=lambda path=path, name=name: _import_file(name, path, config),
         )
 
 
 def _refuse_writable_by_others(path: Path, config: Config) -> None:
-    """Code anyone can write to is code anyone can run as the bot."""
-    mode = path.stat().st_mode
-    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+    """Code anyone can write to is code anyone can run as the bot.
+
+    The sticky bit does not help: it stops others deleting our files, not adding theirs.
+    """
+    if path.stat().st_mode & stat.S_IWOTH:
         raise ConfigError(
             config.path,
             "plugins.paths",
-            f"{path} is writable by every user; refusing to load plugins from it "
+            f"{path} is writable by every user; refusing to run plugin code from it "
             f"(run: chmod o-w {path})",
         )
 
 
-def _import_file(name: str, path: Path) -> ModuleType:
+def _import_file(name: str, path: Path, config: Config) -> ModuleType:
+    _refuse_writable_by_others(path, config)
     module_name = f"botrun_dropin_{name}"
     spec = importlib.util.spec_from_file_location(
         module_name,
@@ -318,6 +321,14 @@ def _declared_hooks(name: str, module: ModuleType) -> list[str]:
             continue
         opts = getattr(value, marker)
         hook_name = opts.get("specname") or attr
+        if opts.get("wrapper") or opts.get("hookwrapper"):
+            # The router calls every implementation as a handler: a wrapper would
+            # silently do nothing.
+            raise PluginError(
+                name,
+                f"plugin {name!r}: {hook_name} is a hook wrapper; botrun "
+                "hooks are event handlers, so drop wrapper=True",
+            )
         if hook_name not in hookspecs.HOOK_NAMES:
             suggestion = hookspecs.suggest_hook(hook_name)
             hint = f"; did you mean {suggestion!r}?" if suggestion else ""

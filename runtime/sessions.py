@@ -25,6 +25,7 @@ __all__ = ["SessionStore"]
 
 logger = logging.getLogger("botrun.sessions")
 FORMAT_VERSION = 1
+_SESSION_FIELDS = ("session_id", "sequence", "resume_url")
 
 
 class SessionStore:
@@ -79,7 +80,13 @@ class SessionStore:
         result: dict[int, dict[str, Any]] = {}
         if isinstance(shards, dict):
             for key, value in shards.items():
-                if not (isinstance(key, str) and key.isdigit() and isinstance(value, dict)):
+                # isascii: "²".isdigit() is true, yet int("²") raises.
+                if not (
+                    isinstance(key, str)
+                    and key.isascii()
+                    and key.isdigit()
+                    and isinstance(value, dict)
+                ):
                     continue
                 session = Session.from_mapping(value)
                 if session is not None and int(key) in ids:
@@ -91,7 +98,11 @@ class SessionStore:
         document = {
             "version": FORMAT_VERSION,
             "total": total,
-            "shards": {str(k): dict(v) for k, v in sorted(sessions.items())},
+            # Only the session's own fields: never whatever else a caller passed (a token).
+            "shards": {
+                str(k): {f: v[f] for f in _SESSION_FIELDS if f in v}
+                for k, v in sorted(sessions.items())
+            },
         }
         data = json.dumps(document, indent=1).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
