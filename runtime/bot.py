@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from sharder import GatewayClosedError, InternalSharder, ShardStatus
+from sharder import CloseCode, GatewayClosedError, InternalSharder, ShardStatus
 from sharder.testing import FakeDiscord
 
 from .config import Config, resolve_token
@@ -29,6 +29,16 @@ __all__ = ["EMULATOR_TOKEN", "Bot", "pick_shards"]
 logger = logging.getLogger("botrun")
 
 EMULATOR_TOKEN = "botrun-emulator-token"
+
+_BOT_WIDE_CLOSE_CODES = frozenset(
+    {
+        CloseCode.AUTHENTICATION_FAILED,
+        CloseCode.INVALID_API_VERSION,
+        CloseCode.INVALID_INTENTS,
+        CloseCode.DISALLOWED_INTENTS,
+    }
+)
+"""Fatal close codes that every shard would get (same token, version and intents)."""
 
 
 def pick_shards(config: Config, recommended: int) -> tuple[int, list[int]]:
@@ -67,6 +77,8 @@ class Bot:
         self.exit_code = 0
         self._stop = anyio.Event()
         self._sessions: SessionStore | None = None
+        self._restored: set[int] = set()
+        """Shards given a session from the sessions file that has not resumed yet."""
         if config.sessions.file is not None:
             self._sessions = SessionStore(config.sessions.file, config_file=config.path)
             self._sessions.check_permissions()
@@ -171,6 +183,11 @@ class Bot:
             context.sharder = sharder
         router.attach(sharder)
         sharder.on("close", self._on_fatal_close)
+        sharder.on("error", self._on_sharder_error)
+        self._restored = {i for i, shard in sharder.shards.items() if shard.session is not None}
+        if self._restored:
+            sharder.on("ready", self._on_new_session)
+            sharder.on("resumed", self._on_resumed)
         async with anyio.create_task_group() as workers:
             workers.start_soon(router.run)
             async with sharder:
@@ -296,8 +313,41 @@ class Bot:
                 logger.info("%s received", signal.Signals(signum).name)
                 self.stop()
 
+    def _on_new_session(self, data: Any, shard_id: int) -> None:
+        if shard_id in self._restored:
+            self._restored.discard(shard_id)
+            logger.warning(
+                "shard %s could not resume its saved session (Discord no longer accepts it): "
+                "identified anew; events sent while the bot was down are lost",
+                shard_id,
+            )
+
+    def _on_resumed(self, data: Any, shard_id: int) -> None:
+        if shard_id in self._restored:
+            self._restored.discard(shard_id)
+            replayed = data.get("replayed") if isinstance(data, dict) else None
+            logger.info(
+                "shard %s resumed its saved session: %s events replayed", shard_id, replayed
+            )
+
+    def _on_sharder_error(self, error: BaseException, shard_id: int) -> None:
+        if not isinstance(error, GatewayClosedError):  # fatal closes are logged once, below
+            logger.error("shard %s: %s", shard_id, error, exc_info=error)
+
     def _on_fatal_close(self, error: GatewayClosedError, shard_id: int) -> None:
         logger.error("shard %s stopped: %s", shard_id, error)
+        if error.code in _BOT_WIDE_CLOSE_CODES:
+            # Every other shard sends the same token, intents and version: it would
+            # fail the same way, one identify at a time, until the last one did.
+            if error.code == CloseCode.AUTHENTICATION_FAILED:
+                logger.error(
+                    "the bot token was rejected by the gateway: check the token or reset it "
+                    "in the Developer Portal; stopping"
+                )
+            else:
+                logger.error("every shard would be closed with code %s; stopping", error.code)
+            self.stop(exit_code=1)
+            return
         sharder = self.sharder
         if sharder is not None and all(
             s.status is ShardStatus.CLOSED for s_id, s in sharder.shards.items() if s_id != shard_id

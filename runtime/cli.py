@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,15 +27,16 @@ from .plugins import PluginSet, load_plugins
 __all__ = ["main"]
 
 COMMANDS = ("run", "check", "plugins")
+_TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 logger = logging.getLogger("botrun")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="botrun",
-        description="A plugin-driven Discord bot runtime. "
+        description="A plugin-driven Discord bot runtime.\n"
         "'botrun CONFIG' runs the bot (same as 'botrun run CONFIG').",
-        epilog="Exit status: 0 ok, 1 the bot failed, 2 usage error, 78 bad config or plugin.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"botrun {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -56,14 +59,37 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list every plugin found and its hooks")
     plugins.add_argument("config", help="path of the TOML config file")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    # The top-level help lists every command's options, not only the command names.
+    parser.epilog = (
+        _commands_help({"run": run, "check": check, "plugins": plugins})
+        + "\n\nExit status: 0 ok, 1 the bot failed, 2 usage error, 78 bad config or plugin."
+    )
     return parser
+
+
+def _commands_help(commands: dict[str, argparse.ArgumentParser]) -> str:
+    """Each command's usage line and options, for the top-level ``--help``."""
+    width = shutil.get_terminal_size().columns - 6
+    lines = ["options of each command (botrun COMMAND --help for more):"]
+    for command in commands.values():
+        lines.append("  " + " ".join(command.format_usage().removeprefix("usage: ").split()))
+        options = [
+            action
+            for action in command._actions
+            if action.option_strings and not isinstance(action, argparse._HelpAction)
+        ]
+        if options:
+            formatter = argparse.HelpFormatter(command.prog, max_help_position=30, width=width)
+            formatter.add_arguments(options)
+            lines.append(textwrap.indent(formatter.format_help().rstrip("\n"), "    "))
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``botrun`` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] not in COMMANDS and not args_list[0].startswith("-"):
-        args_list.insert(0, "run")
+    if args_list and args_list[0] not in COMMANDS and args_list[0] not in _TOP_LEVEL_OPTIONS:
+        args_list.insert(0, "run")  # 'botrun CONFIG', 'botrun --backend trio CONFIG'...
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command is None:

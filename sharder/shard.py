@@ -411,7 +411,7 @@ class WebsocketShard:
             if isinstance(outcome, Fatal):
                 self._debug(f"stopping: {outcome.error}")
                 self._emit("close", outcome.error)
-                self._report_error(outcome.error, "close")
+                self._report_error(outcome.error, "stopped")
                 break
             delay = max(outcome.delay, self._backoff.next_delay(uptime))
             self._debug(
@@ -677,13 +677,14 @@ class WebsocketShard:
             logger.exception("an 'error' listener of shard %s failed", self.id, exc_info=exc)
             return
         exc.add_note(f"in a listener for {name!r} on shard {self.id}")
-        self._report_error(exc, name)
+        self._report_error(exc, f"a listener for {name!r} failed")
 
-    def _report_error(self, exc: BaseException, name: str) -> None:
+    def _report_error(self, exc: BaseException, what: str) -> None:
+        """Emit ``error``; with no listener for it, log instead, so nothing goes unseen."""
         if self._handlers.get("error"):
             self._emit("error", exc)
         else:
-            logger.error("shard %s: %s failed", self.id, name, exc_info=exc)
+            logger.error("shard %s: %s", self.id, what, exc_info=exc)
 
     def _debug(self, message: str) -> None:
         handlers = self._handlers.get("debug")
