@@ -20,7 +20,6 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, Final, Literal, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,6 +37,7 @@ from ._constants import (
     PRESENCE_WINDOW,
     OpCode,
 )
+from ._lifetime import TaskGroupOwner
 from ._listeners import Listener, ListenerRegistry
 from ._protocol import (
     CloseConnection,
@@ -140,7 +140,7 @@ def check_option_names(options: Mapping[str, Any]) -> None:
             raise TypeError(f"unknown shard option {name!r}{hint}")
 
 
-class WebsocketShard:
+class WebsocketShard(TaskGroupOwner):
     """A gateway shard: connect, identify or resume, heartbeat, reconnect, dispatch.
 
     Use as ``async with WebsocketShard(options) as shard: await shard.connect()``,
@@ -244,7 +244,6 @@ class WebsocketShard:
         self._close_code = CLIENT_RESUMABLE_CLOSE_CODE
         self._running = False
         self._stopped = anyio.Event()
-        self._own_tg: anyio.abc.TaskGroup | None = None
 
         self._backlog: deque[tuple[Listener, Any, str]] = deque()
         self._dispatch_wake: anyio.Event | None = None
@@ -303,34 +302,11 @@ class WebsocketShard:
 
     # ------------------------------------------------------------------ lifetime
 
-    async def __aenter__(self) -> WebsocketShard:
-        self._own_tg = anyio.create_task_group()
-        await self._own_tg.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._own_tg is not None
-        try:
-            if exc is None:
-                await self.close()
-            else:
-                self._own_tg.cancel_scope.cancel()
-        finally:
-            tg, self._own_tg = self._own_tg, None
-            result = await tg.__aexit__(exc_type, exc, tb)
-        return result
-
     async def connect(self) -> None:
         """Start the shard; return once its websocket is open."""
-        if self._own_tg is None:
-            raise RuntimeError("use 'async with WebsocketShard(...)' before connect()")
+        task_group = self._require_task_group()
         if not self._running:
-            await self._own_tg.start(self.run)
+            await task_group.start(self.run)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
 
 from ._constants import DEFAULT_IDENTIFY_TIMEOUT
+from ._lifetime import TaskGroupOwner
 from ._listeners import Listener, ListenerRegistry
 from .identify import HookIdentifyQueue, IdentifyQueue, LocalIdentifyQueue
 from .shard import ShardOptions, WebsocketShard, check_option_names
@@ -17,7 +17,7 @@ from .shard import ShardOptions, WebsocketShard, check_option_names
 __all__ = ["InternalSharder"]
 
 
-class InternalSharder:
+class InternalSharder(TaskGroupOwner):
     """Runs shards ``ids`` of a bot with ``total`` shards and routes their events.
 
     Listeners get ``(data, shard_id)`` for: ``connect``, ``ready``, ``resumed``,
@@ -88,7 +88,6 @@ class InternalSharder:
             )
             for shard_id in self.ids
         }
-        self._tg: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
         return f"<InternalSharder ids={self.ids} total={self.total}>"
@@ -105,37 +104,13 @@ class InternalSharder:
         """Event names that have at least one listener."""
         return self._listeners.names()
 
-    async def __aenter__(self) -> InternalSharder:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._tg is not None
-        try:
-            if exc is None:
-                await self.close()
-            else:
-                self._tg.cancel_scope.cancel()
-        finally:
-            tg, self._tg = self._tg, None
-            result = await tg.__aexit__(exc_type, exc, tb)
-        return result
-
     async def connect(self) -> None:
         """Start every shard; return once each has an open websocket.
 
         Shards resume where ``shard_options`` carries a session, and queue an
         identify otherwise.
         """
-        tg = self._tg
-        if tg is None:
-            raise RuntimeError("use 'async with InternalSharder(...)' before connect()")
+        tg = self._require_task_group()
         async with anyio.create_task_group() as starting:
             for shard in self.shards.values():
                 if not shard._running:
