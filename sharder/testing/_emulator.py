@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import anyio
 from anyio.abc import SocketAttribute, TaskGroup
@@ -21,6 +21,7 @@ from ._config import EmulatorConfig
 from ._gateway import GatewayConnection
 from ._hub import Hub
 from ._rest import RecordedMessage, RestApi
+from ._rest_limits import RestFault
 from ._server import ConnectionHandler
 from ._sessions import Session, SessionInfo
 from ._timeline import TimelineEntry
@@ -281,6 +282,64 @@ class FakeDiscord:
     async def send_raw(self, shard_id: int, data: bytes, binary: bool) -> None:
         """Send a raw websocket message, bypassing JSON and compression."""
         self._connection(shard_id).send_raw(data, binary)
+
+    # -- REST limits and faults -----------------------------------------------------
+
+    def set_route_limit(
+        self, route: str, *, limit: int, per: float, bucket: str | None = None
+    ) -> None:
+        """Allow ``limit`` requests per ``per`` seconds on ``route``, per major parameter.
+
+        ``route`` is a key such as ``"POST /channels/{channel_id}/messages"``: each
+        channel (guild, webhook) gets its own window, opened by its first request.
+        Routes given the same ``bucket`` share one count, as Discord's shared
+        buckets do. Over the limit, the answer is a 429 (see :attr:`rest_429s`).
+
+        Raises:
+            ValueError: an unknown route, or a limit below 1 or a period <= 0.
+        """
+        self._rest.limits.set_route_limit(self._route_key(route), limit, per, bucket)
+
+    def set_global_limit(self, limit: int | None, per: float = 1.0) -> None:
+        """Allow ``limit`` requests per ``per`` seconds over all routes (None: no limit)."""
+        self._rest.limits.set_global_limit(limit, per)
+
+    def inject_rest_fault(
+        self,
+        *,
+        status: int | None = None,
+        count: int = 1,
+        route: str | None = None,
+        retry_after: float = 1.0,
+        global_: bool = False,
+        scope: Literal["user", "global", "shared"] | None = None,
+        drop: bool = False,
+    ) -> None:
+        """Answer the next ``count`` requests (to ``route``, or to any route) with a fault.
+
+        ``status=503`` (any status) answers with that status and a JSON error.
+        ``status=429`` answers "rate limited" with ``retry_after`` seconds and
+        blocks the bucket (every route if ``global_``) that long, so an early
+        retry gets another 429; ``scope`` sets ``X-RateLimit-Scope``.
+        ``drop=True`` handles the request, then resets the connection unanswered.
+
+        Raises:
+            ValueError: neither or both of ``status`` and ``drop``, or an unknown route.
+        """
+        key = None if route is None else self._route_key(route)
+        fault = RestFault(key, count, status, retry_after, global_, scope, drop)
+        self._rest.limits.inject(fault)
+
+    @property
+    def rest_429s(self) -> int:
+        """How many 429s the REST API has answered (limits exceeded, or injected)."""
+        return self._rest.limits.rate_limited
+
+    def _route_key(self, route: str) -> str:
+        if route not in self._rest.router.keys:
+            known = ", ".join(self._rest.router.keys)
+            raise ValueError(f"unknown route {route!r}; the emulator serves: {known}")
+        return route
 
     # -- lookups --------------------------------------------------------------------
 
