@@ -6,10 +6,12 @@ reply through the rate-limited REST client.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from runtime import hookimpl
+from sharder import SharderError
 
 __version__ = "1.0.0"
 
@@ -33,6 +35,9 @@ async def on_message_create(bot: Any, data: dict[str, Any], shard_id: int) -> No
         return
     shard = bot.sharder.shards.get(shard_id) if bot.sharder is not None else None
     latency = shard.latency if shard is not None else None
+    if shard is not None and latency is None:  # no heartbeat yet: measure one now
+        with contextlib.suppress(SharderError):
+            latency = await shard.ping(timeout=2.0)
     shown = f"{latency * 1000:.0f} ms" if latency is not None else "not measured yet"
     await bot.rest.post(
         f"/channels/{data['channel_id']}/messages",

@@ -79,7 +79,10 @@ class Bot:
         self._sessions: SessionStore | None = None
         self._restored: set[int] = set()
         """Shards given a session from the sessions file that has not resumed yet."""
-        if config.sessions.file is not None:
+        if config.sessions.file is not None and config.emulator.enabled:
+            # The in-process emulator's sessions end with the process: nothing to resume.
+            logger.info("sessions file not used: the built-in emulator forgets sessions on exit")
+        elif config.sessions.file is not None:
             self._sessions = SessionStore(config.sessions.file, config_file=config.path)
             self._sessions.check_permissions()
 

@@ -9,6 +9,7 @@ headers to the response.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ __all__ = [
     "Router",
     "json_response",
 ]
+
+logger = logging.getLogger("sharder.testing")
 
 API_PREFIXES: Final = ("/api/v10", "/api/v9")
 MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id")
@@ -220,6 +223,7 @@ class RestApi:
         headers = {k: v for k, v in request.headers.items() if k != "authorization"}
         record = RecordedMessage(channel_id, body, headers, self.hub.now(), files)
         self.messages.append(record)
+        logger.info("emulator: the bot posted %r in channel %s", body.get("content"), channel_id)
         return json_response(200, _message(channel_id, body, files))
 
 
