@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import textwrap
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,7 +125,26 @@ def _run(path: str, *, backend: str, log_level: str | None) -> int:
 
     plugins = load_plugins(config)
     bot = Bot(config, plugins=plugins)
-    return anyio.run(bot.run, backend=backend)
+    code = anyio.run(bot.run, backend=backend)
+    _exit_despite_hung_threads(code)
+    return code
+
+
+def _exit_despite_hung_threads(code: int) -> None:
+    """Leave now if a cancelled ``@in_thread`` handler still runs.
+
+    Python waits for every non-daemon thread at exit, and asyncio's worker
+    threads are not daemons: without this, one hung handler would hold the
+    process long after the shutdown grace.
+    """
+    hung = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not any(t.is_alive() for t in hung):
+        return
+    logger.warning("exiting with %d handler thread(s) still running", len(hung))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _check(path: str) -> int:

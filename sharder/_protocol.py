@@ -455,10 +455,13 @@ class GatewayProtocol:
     def _heartbeat_due(self, now: float) -> None:
         interval = self.heartbeat_interval
         assert interval is not None
-        if not self._awaiting_ack:
+        if not self._awaiting_ack or self.paused:
+            # While the driver does not read (backpressure), the ACK may sit unread in
+            # the socket: judge nothing, but keep beating on schedule, or Discord ends
+            # the session of a connection whose heartbeats stop (4009, events lost).
             self._send_heartbeat(now)
             return
-        if self._grace_deadline is None or self.paused:
+        if self._grace_deadline is None:
             lag = max(0.0, now - (self._beat_due or now))
             self._grace_deadline = now + interval * GRACE_FRACTION + lag
             self._received_mark = self.received
