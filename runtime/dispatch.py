@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,8 +80,10 @@ class _Progress:
 
     def finish(self, entry: list[int]) -> None:
         entry[1] -= 1
-        if entry[1] <= 0 and self.pending and self.pending[0] is entry:
-            self._advance()
+        pending = self.pending
+        if entry[1] <= 0 and pending and pending[0] is entry:
+            while pending and pending[0][1] <= 0:  # _advance, inlined: once per event
+                self.safe = pending.popleft()[0]
 
     def _advance(self) -> None:
         pending = self.pending
@@ -99,10 +102,23 @@ class _Target:
     kind: Literal["async", "sync", "thread"]
     raw: bool
     """Whether it takes the raw {op, t, s, d} payload (on_event) rather than ``d``."""
+    select: Callable[[tuple[Any, Any, int | None]], tuple[Any, ...]]
+    """Picks the implementation's arguments, in its order, out of ``(bot, data, shard_id)``."""
 
 
-# An item in a plugin's queue: what to call, with what, and what to tick off after.
-_Item = tuple[_Target, Any, "int | None", "tuple[_Progress, list[int]] | None"]
+def _selector(arguments: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A C-level ``values -> tuple(values[i] for i in arguments)``: no Python call per event."""
+    if len(arguments) >= 2:
+        return operator.itemgetter(*arguments)
+    # itemgetter of one index returns the item itself; a slice keeps it a tuple.
+    start = arguments[0] if arguments else 0
+    return operator.itemgetter(slice(start, start + len(arguments)))
+
+
+# An item in a plugin's queue: what to call, with what, and what to tick off after
+# (the shard's progress and the event's entry in it). One flat tuple: each object
+# queued per event is one more for the garbage collector to look at.
+_Item = tuple[_Target, Any, "int | None", "_Progress | None", "list[int] | None"]
 
 
 class PluginWorker:
@@ -135,40 +151,66 @@ class PluginWorker:
     def put(self, item: _Item, shard: WebsocketShard | None) -> None:
         queue = self.queue
         if len(queue) >= self.capacity:
-            if self.overflow == "drop_oldest":
-                _finish(queue.popleft())
-                self.dropped += 1
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    logger.warning(
-                        "plugin %r is falling behind: %d events dropped so far (backlog %d)",
-                        self.name,
-                        self.dropped,
-                        self.capacity,
-                    )
-            elif shard is not None and shard not in self._paused:
-                self._paused.add(shard)
-                shard.pause_reading()
+            self._overflow(shard)
         queue.append(item)
-        if self._wake is not None:
-            self._wake.set()
+        wake = self._wake
+        if wake is not None:
+            self._wake = None  # one wake-up per batch: the other puts find it gone
+            wake.set()
+
+    def _overflow(self, shard: WebsocketShard | None) -> None:
+        """The queue is full: drop the oldest event, or pause the shard that sent this one."""
+        if self.overflow == "drop_oldest":
+            _finish(self.queue.popleft())
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning(
+                    "plugin %r is falling behind: %d events dropped so far (backlog %d)",
+                    self.name,
+                    self.dropped,
+                    self.capacity,
+                )
+        elif shard is not None and shard not in self._paused:
+            self._paused.add(shard)
+            shard.pause_reading()
 
     async def run(self) -> None:
         queue = self.queue
         low_water = self.capacity // 2
+        perf_counter = time.perf_counter
         with anyio.CancelScope() as self.scope:
             while True:
                 while queue:
-                    item = queue.popleft()
-                    # _call catches the handler's errors; only a cancellation (stop's
-                    # grace ran out) escapes, and an event cut short is not finished.
-                    await self._call(item)
-                    _finish(item)
+                    target, data, shard_id, progress, entry = queue.popleft()
+                    # Inlined rather than a coroutine per event: this is the hot path.
+                    args = target.select((self.context, data, shard_id))
+                    self.calls += 1
+                    started = perf_counter()
+                    self.current = (target.hook, started)
+                    try:
+                        kind = target.kind
+                        if kind == "async":
+                            await target.function(*args)
+                        elif kind == "sync":
+                            target.function(*args)
+                            if perf_counter() - started > self.slow_threshold:
+                                self._warn_blocked(target, started)
+                        else:
+                            await self._call_in_thread(target, args)
+                    except Exception:
+                        self._failed(target, shard_id)
+                    finally:
+                        self.current = None
+                    # Only a cancellation (stop's grace ran out) skips this: an event
+                    # cut short is not finished.
+                    if entry is not None:
+                        progress.finish(entry)  # type: ignore[union-attr]  # set with entry
                     if self._paused and len(queue) <= low_water:
                         self._resume_shards()
                 if self._stopping:
                     return
-                self._wake = anyio.Event()
-                await self._wake.wait()
+                self._wake = wake = anyio.Event()
+                await wake.wait()
                 self._wake = None
         self._resume_shards()
 
@@ -183,48 +225,36 @@ class PluginWorker:
             shard.resume_reading()
         self._paused.clear()
 
-    async def _call(self, item: _Item) -> None:
-        target, data, shard_id, _ = item
-        values = (self.context, data, shard_id)
-        args = [values[i] for i in target.arguments]
-        self.calls += 1
-        started = time.perf_counter()
-        self.current = (target.hook, started)
-        try:
-            if target.kind == "async":
-                await target.function(*args)
-            elif target.kind == "thread":
-                # abandon_on_cancel: a hung thread must not hold up stop() past its grace.
-                await anyio.to_thread.run_sync(
-                    functools.partial(target.function, *args), abandon_on_cancel=True
-                )
-            else:
-                target.function(*args)
-                blocked = time.perf_counter() - started
-                if blocked > self.slow_threshold:
-                    logger.warning(
-                        "plugin %r blocked the event loop for %.2f s in %s; make it async "
-                        "or mark it @in_thread",
-                        self.name,
-                        blocked,
-                        target.hook,
-                    )
-        except Exception:
-            self.errors += 1
-            logger.exception(
-                "plugin %r failed in %s (shard %s); the bot keeps running",
-                self.name,
-                target.hook,
-                shard_id,
-            )
-        finally:
-            self.current = None
+    async def _call_in_thread(self, target: _Target, args: tuple[Any, ...]) -> None:
+        # abandon_on_cancel: a hung thread must not hold up stop() past its grace.
+        await anyio.to_thread.run_sync(
+            functools.partial(target.function, *args), abandon_on_cancel=True
+        )
+
+    def _warn_blocked(self, target: _Target, started: float) -> None:
+        logger.warning(
+            "plugin %r blocked the event loop for %.2f s in %s; make it async "
+            "or mark it @in_thread",
+            self.name,
+            time.perf_counter() - started,
+            target.hook,
+        )
+
+    def _failed(self, target: _Target, shard_id: int | None) -> None:
+        """Count and log the exception being handled; the bot keeps running."""
+        self.errors += 1
+        logger.exception(
+            "plugin %r failed in %s (shard %s); the bot keeps running",
+            self.name,
+            target.hook,
+            shard_id,
+        )
 
 
 def _finish(item: _Item) -> None:
-    ticket = item[3]
-    if ticket is not None:
-        ticket[0].finish(ticket[1])
+    progress, entry = item[3], item[4]
+    if progress is not None and entry is not None:
+        progress.finish(entry)
 
 
 class EventRouter:
@@ -253,7 +283,7 @@ class EventRouter:
         self._routes: dict[str, tuple[_Target, ...]] = {}
         self._catch_all = self._targets("on_event", raw=True)
         self._progress: dict[int, _Progress] = {}
-        self._sharder: InternalSharder | None = None
+        self._shards: Mapping[int, WebsocketShard] = {}
         self.accepting = True
 
     # ------------------------------------------------------------------ routing table
@@ -277,7 +307,8 @@ class EventRouter:
                 else "sync"
             )
             arguments = tuple(_ARGUMENT_INDEX[a] for a in impl.argnames)
-            targets.append(_Target(worker, hook, function, arguments, kind, raw))
+            select = _selector(arguments)
+            targets.append(_Target(worker, hook, function, arguments, kind, raw, select))
         return tuple(targets)
 
     def _route(self, name: str) -> tuple[_Target, ...]:
@@ -298,7 +329,7 @@ class EventRouter:
     # ------------------------------------------------------------------ sharder listeners
 
     def attach(self, sharder: InternalSharder) -> None:
-        self._sharder = sharder
+        self._shards = sharder.shards
         sharder.on("event", self.on_dispatch)
         for name in LIFECYCLE_EVENTS:
             if self.implemented(f"on_{name}"):
@@ -307,7 +338,9 @@ class EventRouter:
     def on_dispatch(self, payload: dict[str, Any], shard_id: int) -> None:
         """The sharder's ``event`` listener: the per-event hot path."""
         name = payload["t"]
-        route = self._routes.get(name) or self._route(name)
+        route = self._routes.get(name)
+        if route is None:
+            route = self._route(name)
         progress = self._progress.get(shard_id)
         if progress is None or name == "READY":
             progress = self._progress[shard_id] = _Progress()
@@ -317,17 +350,17 @@ class EventRouter:
             # After stop, an event for a plugin stays pending (never finished), so
             # safe_sequence stays before it and a resume replays it.
             return
-        ticket = (progress, entry) if entry is not None else None
-        shard = self._sharder.shards.get(shard_id) if self._sharder is not None else None
+        shard = self._shards.get(shard_id)
         data = payload.get("d")
         for target in route:
-            target.worker.put((target, payload if target.raw else data, shard_id, ticket), shard)
+            item = (target, payload if target.raw else data, shard_id, progress, entry)
+            target.worker.put(item, shard)
 
     def on_lifecycle(self, name: str, data: Any, shard_id: int) -> None:
         if not self.accepting:
             return
         for target in self._route_lifecycle(name):
-            target.worker.put((target, data, shard_id, None), None)
+            target.worker.put((target, data, shard_id, None, None), None)
 
     def _route_lifecycle(self, name: str) -> tuple[_Target, ...]:
         key = f"#{name}"

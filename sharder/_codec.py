@@ -110,15 +110,9 @@ class ZlibStreamInflater:
         self.max_size = max_size
 
     def feed(self, data: bytes, binary: bool) -> bytes | None:
-        if data[-4:] != ZLIB_SUFFIX:
-            self._buffer += data
-            if len(self._buffer) > self.max_size:
-                raise ProtocolViolation("compressed message exceeds the size limit", 1009)
-            return None
-        if self._buffer:
-            self._buffer += data
-            data = bytes(self._buffer)
-            self._buffer.clear()
+        # The hot path: a whole message in one websocket message, nothing buffered.
+        if self._buffer or not data.endswith(ZLIB_SUFFIX):
+            return self._feed_part(data)
         try:
             out = self._decompress(data, self.max_size)
         except zlib.error as exc:
@@ -126,6 +120,17 @@ class ZlibStreamInflater:
         if self._inflater.unconsumed_tail:
             raise ProtocolViolation("inflated message exceeds the size limit", 1009)
         return out
+
+    def _feed_part(self, data: bytes) -> bytes | None:
+        """Buffer a message split over websocket messages; inflate it once it is whole."""
+        self._buffer += data
+        if not data.endswith(ZLIB_SUFFIX):
+            if len(self._buffer) > self.max_size:
+                raise ProtocolViolation("compressed message exceeds the size limit", 1009)
+            return None
+        whole = bytes(self._buffer)
+        self._buffer.clear()
+        return self.feed(whole, True)
 
 
 class ZstdStreamInflater:

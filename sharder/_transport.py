@@ -23,20 +23,32 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._websocket import WebSocketClient
 from .errors import ProtocolViolation, TransportError
 
 __all__ = ["RECEIVE_SIZE", "WebSocketConnection", "default_ssl_context", "open_websocket"]
 
-RECEIVE_SIZE: Final = 64 * 1024
-"""Bytes asked of the stream per :meth:`WebSocketConnection.receive`.
+RECEIVE_SIZE: Final = 256 * 1024
+"""Bytes asked of the stream per read.
 
-Large enough that a burst (READY, GUILD_CREATEs) is parsed a few hundred
-frames per wake-up, which amortizes the await and the parser's per-call cost;
-the read allocation is transient, so idle shards hold none of it. Bigger does
-not help: TLS hands out at most one 16 KiB record per read, and asyncio's
-transport queues at most 256 KiB chunks that anyio splits to this size.
+As much as asyncio's transport hands over at once (256 KiB chunks), so that
+anyio never splits a chunk (each split copies the rest of it) and a burst is
+parsed in one call of the frame parser; the read allocation is transient, so
+idle shards hold none of it. TLS hands out one 16 KiB record per read anyway.
+"""
+
+MAX_BATCH: Final = 64
+"""Messages :meth:`WebSocketConnection.receive` returns per call; the rest wait.
+
+A 256 KiB read holds about 900 events. Handed over all at once, their payloads
+would all be parsed before any plugin worker ran, and would pile up in the
+workers' queues: the garbage collector then runs over thousands of young
+objects per read and promotes them to older generations (whose collections
+cost milliseconds), and the payloads have left the CPU cache by the time a
+worker touches them. In slices of 64, with a checkpoint between them, workers,
+heartbeats and other shards run in between and each slice's garbage dies young.
 """
 
 _STREAM_ERRORS: Final = (
@@ -87,6 +99,8 @@ class WebSocketConnection:
         "_close_wait",
         "_closing",
         "_leftover",
+        "_pending",
+        "_pending_at",
         "_reading",
         "_send_broken",
         "_send_lock",
@@ -114,12 +128,16 @@ class WebSocketConnection:
         self._reading = False
         self._send_broken = False  # a send was interrupted mid-frame: stream unusable
         self._close_wait: anyio.Event | None = None
+        self._pending: list[tuple[int, bytes]] = []  # parsed, not yet returned
+        self._pending_at = 0
 
     async def receive(self) -> list[tuple[int, bytes]]:
-        """Read once and return the complete messages (possibly none).
+        """Return the next complete messages (at most :data:`MAX_BATCH`; possibly none).
 
-        Queued pongs and the close reply are sent before returning; if that
-        fails, the next call reports the broken stream.
+        Reads only when the messages of the previous read are all returned;
+        until then each call is a checkpoint, so that other tasks run between
+        slices. Queued pongs and the close reply are sent before returning;
+        if that fails, the next call reports the broken stream.
 
         Raises:
             TransportError: EOF, a broken stream, or :meth:`close` was called.
@@ -128,13 +146,16 @@ class WebSocketConnection:
         """
         if self._closing:
             raise TransportError(f"{self._where}: connection is closed")
+        if self._pending:
+            await anyio.lowlevel.checkpoint()
+            return self._next_slice(self._pending)
         ws = self._ws
         if self._leftover:
             data, self._leftover = self._leftover, b""
             messages = ws.receive_data(data)
             await self._flush()  # a ping may have come with the upgrade response
             if messages:
-                return messages
+                return self._next_slice(messages)
         self._reading = True
         try:  # inline rather than _mapped_errors: this runs once per read on the hot path
             data = await self._stream.receive(RECEIVE_SIZE)
@@ -146,7 +167,17 @@ class WebSocketConnection:
                 self._close_wait.set()
         messages = ws.receive_data(data)
         await self._flush()
-        return messages
+        return self._next_slice(messages)
+
+    def _next_slice(self, messages: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """The next :data:`MAX_BATCH` of ``messages``; keeps the rest for the next calls."""
+        start = self._pending_at if messages is self._pending else 0
+        end = start + MAX_BATCH
+        if end >= len(messages):
+            self._pending, self._pending_at = [], 0
+            return messages[start:] if start else messages
+        self._pending, self._pending_at = messages, end
+        return messages[start:end]
 
     async def _flush(self) -> None:
         out = self._ws.data_to_send()

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import math
 import platform
+import re
 import secrets
 import ssl
 import time
@@ -67,6 +68,8 @@ logger = logging.getLogger("sharder")
 
 DEFAULT_URL: Final = "wss://gateway.discord.gg"
 _READY_EVENTS: Final = {"READY": "ready", "RESUMED": "resumed"}
+_PEEK: Final = re.compile(rb'\{"t":"([A-Z0-9_]+)","s":([0-9]+),').match
+"""The name and sequence at the start of a dispatch (Discord writes ``t`` and ``s`` first)."""
 _COLLECTED: Final = frozenset(
     {"GUILD_MEMBERS_CHUNK", "RATE_LIMITED", "VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE"}
 )
@@ -495,18 +498,12 @@ class WebsocketShard(TaskGroupOwner):
         raw = inflater.feed(data, binary)
         if raw is None:
             return
-        if self._disabled and raw.startswith(b'{"t":"'):
-            # Peek at the name (and sequence) before paying for the JSON parse.
-            end = raw.find(b'"', 6)
-            if raw[6:end] in self._disabled and raw.startswith(b',"s":', end + 1):
-                comma = raw.find(b",", end + 6)
-                try:
-                    seq = int(raw[end + 6 : comma])
-                except ValueError:
-                    pass
-                else:
-                    self._protocol.skip_dispatch(seq)
-                    return
+        if self._disabled:
+            # Peek at the name and sequence before paying for the JSON parse.
+            peeked = _PEEK(raw)
+            if peeked is not None and peeked[1] in self._disabled:
+                self._protocol.skip_dispatch(int(peeked[2]))
+                return
         payload = loads(raw)
         if payload.__class__ is not dict:
             raise ProtocolViolation(f"payload is not a JSON object but {type(payload).__name__}")
@@ -530,7 +527,21 @@ class WebsocketShard(TaskGroupOwner):
         self._rearm_timer()
 
     def _deliver(self, payload: dict[str, Any]) -> None:
+        """Hand a dispatch to the ``event`` listeners, then to those of its name."""
         name = payload["t"]
+        if name in _READY_EVENTS or self._collectors:
+            self._deliver_special(name, payload)
+            return
+        handlers = self._handlers
+        listeners = handlers.get("event")
+        if listeners:
+            self._call(listeners, payload, "event")
+        listeners = handlers.get(name)
+        if listeners:
+            self._call(listeners, payload["d"], name)
+
+    def _deliver_special(self, name: str, payload: dict[str, Any]) -> None:
+        """READY and RESUMED (which go to ``ready``/``resumed``), or while collecting."""
         special = _READY_EVENTS.get(name)
         if special is not None:
             self._on_session_event(name, payload)
