@@ -23,6 +23,7 @@ from .plugins import PluginSet, load_plugins
 from .progress import StartupProgress
 from .rest import RestClient
 from .sessions import SessionStore
+from .watchdog import LoopWatchdog
 
 __all__ = ["EMULATOR_TOKEN", "Bot", "pick_shards"]
 
@@ -193,6 +194,7 @@ class Bot:
             sharder.on("resumed", self._on_resumed)
         async with anyio.create_task_group() as workers:
             workers.start_soon(router.run)
+            workers.start_soon(LoopWatchdog(router, config.plugins.slow_handler_warning).run)
             async with sharder:
                 logger.info("starting %d of %d shards: %s", len(ids), total, _ranges(ids))
                 workers.start_soon(StartupProgress(sharder).run)

@@ -143,6 +143,8 @@ class PluginWorker:
         self.dropped = 0
         self.calls = 0
         self.current: tuple[str, float] | None = None
+        self.blocking: tuple[str, float] | None = None
+        """Set while a sync handler runs on the loop: what the watchdog names."""
         self._paused: set[WebsocketShard] = set()
         self._wake: anyio.Event | None = None
         self._stopping = False
@@ -192,6 +194,7 @@ class PluginWorker:
                         if kind == "async":
                             await target.function(*args)
                         elif kind == "sync":
+                            self.blocking = self.current
                             target.function(*args)
                             if perf_counter() - started > self.slow_threshold:
                                 self._warn_blocked(target, started)
@@ -200,7 +203,7 @@ class PluginWorker:
                     except Exception:
                         self._failed(target, shard_id)
                     finally:
-                        self.current = None
+                        self.current = self.blocking = None
                     # Only a cancellation (stop's grace ran out) skips this: an event
                     # cut short is not finished.
                     if entry is not None:
