@@ -25,7 +25,7 @@ from .rest import RestClient
 from .sessions import SessionStore
 from .watchdog import LoopWatchdog
 
-__all__ = ["EMULATOR_TOKEN", "Bot", "pick_shards"]
+__all__ = ["EMULATOR_TOKEN", "Bot"]
 
 logger = logging.getLogger("botrun")
 
@@ -40,16 +40,6 @@ _BOT_WIDE_CLOSE_CODES = frozenset(
     }
 )
 """Fatal close codes that every shard would get (same token, version and intents)."""
-
-
-def pick_shards(config: Config, recommended: int) -> tuple[int, list[int]]:
-    """``(total, ids)`` from ``[gateway]``: "auto", a count, or ids of a larger bot."""
-    gateway = config.gateway
-    if gateway.total is not None:
-        ids = list(gateway.ids) if gateway.ids else list(range(gateway.total))
-        return gateway.total, ids
-    total = recommended if gateway.shards == "auto" else int(gateway.shards)
-    return max(total, 1), list(range(max(total, 1)))
 
 
 @dataclass
@@ -159,7 +149,8 @@ class Bot:
         self, tg: anyio.abc.TaskGroup, token: str, rest: RestClient, gateway: _Gateway
     ) -> None:
         config = self.config
-        total, ids = pick_shards(config, gateway.recommended)
+        shard_ids, total = config.gateway.shard_plan(gateway.recommended)
+        ids = list(shard_ids)
         contexts = {
             plugin.name: PluginContext(
                 plugin.name,

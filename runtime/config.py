@@ -371,7 +371,7 @@ class GatewayConfig:
         """The shard ids to run and the total shard count, given Discord's recommendation."""
         if self.ids is not None and self.total is not None:
             return self.ids, self.total
-        total = recommended if self.shards == "auto" else self.shards
+        total = max(recommended, 1) if self.shards == "auto" else self.shards
         return tuple(range(total)), total
 
 

@@ -130,10 +130,10 @@ def make_manager() -> pluggy.PluginManager:
 # ---------------------------------------------------------------------- discovery
 
 
-def discover_plugins(config: Config) -> tuple[list[Plugin], list[str]]:
+def discover_plugins(config: Config) -> tuple[list[Plugin], list[PluginError]]:
     """Every plugin found (not imported yet), and the name clashes found on the way."""
     found: dict[str, Plugin] = {}
-    clashes: list[str] = []
+    clashes: list[PluginError] = []
 
     def add(plugin: Plugin) -> None:
         other = found.get(plugin.name)
@@ -141,8 +141,11 @@ def discover_plugins(config: Config) -> tuple[list[Plugin], list[str]]:
             found[plugin.name] = plugin
             return
         clashes.append(
-            f"plugin name {plugin.name!r} is used twice: by {other.source} {other.origin} "
-            f"and by {plugin.source} {plugin.origin}"
+            PluginError(
+                plugin.name,
+                f"plugin name {plugin.name!r} is used twice: by {other.source} {other.origin} "
+                f"and by {plugin.source} {plugin.origin}",
+            )
         )
 
     for plugin in _entry_point_plugins():
@@ -250,9 +253,9 @@ def load_plugins(
     plugins, clashes = discover_plugins(config)
     if clashes:
         if strict:
-            raise PluginError(clashes[0].split("'")[1], clashes[0])
+            raise clashes[0]
         for clash in clashes:
-            _log_problem(clash)
+            _log_problem(str(clash))
     allowed = _allowed_names(config, plugins, environ, strict)
     manager = make_manager()
     for plugin in plugins:

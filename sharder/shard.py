@@ -513,16 +513,17 @@ class WebsocketShard(TaskGroupOwner):
                 self._deliver(payload)
             return
         proto.receive(payload, anyio.current_time())
-        if payload.get("op") == OpCode.HEARTBEAT_ACK and self._ack_waiters:
+        op = payload.get("op")
+        if op == OpCode.HEARTBEAT_ACK and self._ack_waiters:
             for waiter in self._ack_waiters:
                 waiter.set()
             self._ack_waiters.clear()
-        interval = proto.heartbeat_interval
-        if interval:
+        elif op == OpCode.HELLO and proto.heartbeat_interval:
             # Room for every heartbeat of a window plus a resume or identify.
             # Capped at half the limit: a test server's tiny interval must not starve commands.
             self._limiter.reserved = min(
-                math.ceil(COMMAND_WINDOW / interval) + 2, self._limiter.limit // 2
+                math.ceil(COMMAND_WINDOW / proto.heartbeat_interval) + 2,
+                self._limiter.limit // 2,
             )
         self._rearm_timer()
 

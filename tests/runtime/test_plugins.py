@@ -271,7 +271,8 @@ def test_a_name_clash_names_both_sources(tmp_path: Path, caplog: pytest.LogCaptu
     config = make_config(tmp_path)
     config = replace(config, plugins=replace(config.plugins, paths=(folder,)))
     _, clashes = discover_plugins(config)
-    [clash] = clashes
+    [error] = clashes
+    clash = str(error)
     assert "'ping' is used twice" in clash
     assert "bundled botrun" in clash
     assert f"drop-in {folder / 'ping.py'}" in clash
@@ -288,7 +289,8 @@ def test_a_clash_between_two_drop_in_folders_names_both_files(tmp_path: Path) ->
     first = drop_in_folder(tmp_path / "a", "greeter.py")
     second = drop_in_folder(tmp_path / "b", "greeter.py")
     config = Config(plugins=PluginsConfig(paths=(first, second)), path=tmp_path / "c.toml")
-    _, [clash] = discover_plugins(config)
+    _, [error] = discover_plugins(config)
+    clash = str(error)
     assert str(first / "greeter.py") in clash
     assert str(second / "greeter.py") in clash
 
