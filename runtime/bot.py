@@ -167,6 +167,8 @@ class Bot:
             capacity=config.plugins.backlog,
             overflow=config.plugins.overflow,
             slow_threshold=config.plugins.slow_handler_warning,
+            spill_limit=config.plugins.spill_limit << 20,
+            spill_dir=config.plugins.spill_dir,
         )
         failed = await self._call_lifecycle("on_startup", contexts)
         if failed:

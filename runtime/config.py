@@ -401,10 +401,26 @@ class PluginsConfig:
     )
     backlog: int = field(
         default=1000,
-        metadata=_doc("events queued per plugin", _between(1, float("inf"), "an integer >= 1")),
+        metadata=_doc(
+            "events queued in memory per plugin", _between(1, float("inf"), "an integer >= 1")
+        ),
     )
     overflow: Literal["wait", "drop_oldest"] = field(
         default="wait", metadata=_doc("what a full backlog does")
+    )
+    spill_limit: int = field(
+        default=1024,
+        metadata=_doc(
+            'MiB of events per plugin kept on disk under "wait" once its backlog is '
+            "full; 0 pauses the shard instead",
+            _between(0, 1 << 20, "a number of MiB from 0 to 1048576"),
+        ),
+    )
+    spill_dir: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "folder for spill files, relative to the config file; default: the temp folder"
+        ),
     )
     shutdown_grace: float = field(
         default=10.0,

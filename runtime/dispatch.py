@@ -6,10 +6,12 @@ appends the event to the queue of each plugin that implements a matching hook.
 So a slow plugin delays only itself, each plugin sees the events of a shard in
 sequence order, and heartbeats never wait for plugin code.
 
-When a queue is full, ``overflow`` decides: ``"wait"`` pauses reading on the
-shard that produced the event until the plugin catches up (Discord keeps the
-events; heartbeats go on), ``"drop_oldest"`` drops the oldest queued event with
-a counted warning.
+When a queue is full, ``overflow`` decides: ``"wait"`` keeps every event, the
+excess on disk (``runtime.spill``) so that the plugin's memory stays bounded and
+no other plugin waits; only if the plugin's spill reaches its limit is reading
+paused on the shard that produced the event until the plugin catches up
+(Discord keeps the events; heartbeats go on). ``"drop_oldest"`` drops the
+oldest queued event with a counted warning.
 
 The router also tracks, per shard, the sequence of the last event that every
 plugin has finished with: the sequence worth saving for a resume after a crash.
@@ -24,12 +26,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
 import pluggy
 
+from runtime.spill import Spill
 from sharder import DISPATCH_EVENTS, InternalSharder, WebsocketShard
 from sharder._listeners import is_async_callable
 
@@ -120,6 +124,9 @@ def _selector(arguments: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[A
 # queued per event is one more for the garbage collector to look at.
 _Item = tuple[_Target, Any, "int | None", "_Progress | None", "list[int] | None"]
 
+_ON_DISK: Any = object()
+"""An item's data while it waits in the plugin's spill file."""
+
 
 class PluginWorker:
     """Runs one plugin's hook calls, one at a time, in arrival order."""
@@ -132,6 +139,7 @@ class PluginWorker:
         capacity: int,
         overflow: Literal["wait", "drop_oldest"],
         slow_threshold: float,
+        spill: Spill | None = None,
     ) -> None:
         self.name = name
         self.context = context
@@ -139,6 +147,9 @@ class PluginWorker:
         self.overflow = overflow
         self.slow_threshold = slow_threshold
         self.queue: deque[_Item] = deque()
+        self.spill = spill
+        self.spilled: deque[_Item] = deque()
+        """Items behind the queue, in order; their data is on disk unless unpicklable."""
         self.errors = 0
         self.dropped = 0
         self.calls = 0
@@ -146,24 +157,32 @@ class PluginWorker:
         self.blocking: tuple[str, float] | None = None
         """Set while a sync handler runs on the loop: what the watchdog names."""
         self._paused: set[WebsocketShard] = set()
+        self._spill_full_warned = False
         self._wake: anyio.Event | None = None
         self._stopping = False
         self.scope: anyio.CancelScope | None = None
 
+    @property
+    def backlog(self) -> int:
+        """Events waiting for this plugin, in memory and on disk."""
+        return len(self.queue) + len(self.spilled)
+
     def put(self, item: _Item, shard: WebsocketShard | None) -> None:
         queue = self.queue
-        if len(queue) >= self.capacity:
-            self._overflow(shard)
-        queue.append(item)
+        if len(queue) < self.capacity and not self.spilled:
+            queue.append(item)
+        else:
+            self._overflow(item, shard)
         wake = self._wake
         if wake is not None:
             self._wake = None  # one wake-up per batch: the other puts find it gone
             wake.set()
 
-    def _overflow(self, shard: WebsocketShard | None) -> None:
-        """The queue is full: drop the oldest event, or pause the shard that sent this one."""
+    def _overflow(self, item: _Item, shard: WebsocketShard | None) -> None:
+        """No room in memory: drop the oldest, spill to disk, or pause the shard."""
         if self.overflow == "drop_oldest":
             _finish(self.queue.popleft())
+            self.queue.append(item)
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning(
@@ -172,50 +191,107 @@ class PluginWorker:
                     self.dropped,
                     self.capacity,
                 )
-        elif shard is not None and shard not in self._paused:
+            return
+        if not self._paused and self._to_disk(item):
+            return
+        # Kept in memory, behind what is on disk: nothing already read is lost.
+        (self.spilled if self.spilled else self.queue).append(item)
+        if shard is not None and shard not in self._paused:
             self._paused.add(shard)
             shard.pause_reading()
 
+    def _to_disk(self, item: _Item) -> bool:
+        spill = self.spill
+        if spill is None:
+            return False
+        try:
+            written = spill.push(item[1])
+        except Exception:  # unpicklable (a lifecycle event's object): keep it in memory
+            self.spilled.append(item)
+            return True
+        if written:
+            if not self.spilled:
+                logger.warning(
+                    "plugin %r is falling behind: its backlog of %d is full, further "
+                    "events wait on disk",
+                    self.name,
+                    self.capacity,
+                )
+            self.spilled.append((item[0], _ON_DISK, item[2], item[3], item[4]))
+        elif not self._spill_full_warned:
+            self._spill_full_warned = True
+            logger.warning(
+                "plugin %r is falling behind: its spill holds %d events (%d MiB, the "
+                "limit); reading pauses on the shards it lags on until it catches up",
+                self.name,
+                len(spill),
+                spill.size >> 20,
+            )
+        return written
+
+    def _refill(self) -> None:
+        """Move the oldest spilled items into the empty queue, data read back from disk."""
+        spilled, queue = self.spilled, self.queue
+        batch = [spilled.popleft() for _ in range(min(len(spilled), self.capacity))]
+        on_disk = iter(self.spill.pop(sum(i[1] is _ON_DISK for i in batch)) if self.spill else ())
+        for target, data, shard_id, progress, entry in batch:
+            if data is _ON_DISK:
+                data = next(on_disk)
+            queue.append((target, data, shard_id, progress, entry))
+
+    def _has_room(self) -> bool:
+        """Whether the shards paused for this plugin may read again."""
+        spill = self.spill
+        if spill is not None:
+            return spill.size <= spill.limit // 2
+        return len(self.queue) <= self.capacity // 2
+
     async def run(self) -> None:
         queue = self.queue
-        low_water = self.capacity // 2
         perf_counter = time.perf_counter
-        with anyio.CancelScope() as self.scope:
-            while True:
-                while queue:
-                    target, data, shard_id, progress, entry = queue.popleft()
-                    # Inlined rather than a coroutine per event: this is the hot path.
-                    args = target.select((self.context, data, shard_id))
-                    self.calls += 1
-                    started = perf_counter()
-                    self.current = (target.hook, started)
-                    try:
-                        kind = target.kind
-                        if kind == "async":
-                            await target.function(*args)
-                        elif kind == "sync":
-                            self.blocking = self.current
-                            target.function(*args)
-                            if perf_counter() - started > self.slow_threshold:
-                                self._warn_blocked(target, started)
-                        else:
-                            await self._call_in_thread(target, args)
-                    except Exception:
-                        self._failed(target, shard_id)
-                    finally:
-                        self.current = self.blocking = None
-                    # Only a cancellation (stop's grace ran out) skips this: an event
-                    # cut short is not finished.
-                    if entry is not None:
-                        progress.finish(entry)  # type: ignore[union-attr]  # set with entry
-                    if self._paused and len(queue) <= low_water:
-                        self._resume_shards()
-                if self._stopping:
-                    return
-                self._wake = wake = anyio.Event()
-                await wake.wait()
-                self._wake = None
-        self._resume_shards()
+        try:
+            with anyio.CancelScope() as self.scope:
+                while True:
+                    while queue:
+                        target, data, shard_id, progress, entry = queue.popleft()
+                        # Inlined rather than a coroutine per event: this is the hot path.
+                        args = target.select((self.context, data, shard_id))
+                        self.calls += 1
+                        started = perf_counter()
+                        self.current = (target.hook, started)
+                        try:
+                            kind = target.kind
+                            if kind == "async":
+                                await target.function(*args)
+                            elif kind == "sync":
+                                self.blocking = self.current
+                                target.function(*args)
+                                if perf_counter() - started > self.slow_threshold:
+                                    self._warn_blocked(target, started)
+                            else:
+                                await self._call_in_thread(target, args)
+                        except Exception:
+                            self._failed(target, shard_id)
+                        finally:
+                            self.current = self.blocking = None
+                        # Only a cancellation (stop's grace ran out) skips this: an event
+                        # cut short is not finished.
+                        if entry is not None:
+                            progress.finish(entry)  # type: ignore[union-attr]  # set with entry
+                        if self._paused and self._has_room():
+                            self._resume_shards()
+                    if self.spilled:
+                        self._refill()
+                        continue
+                    if self._stopping:
+                        return
+                    self._wake = wake = anyio.Event()
+                    await wake.wait()
+                    self._wake = None
+        finally:
+            self._resume_shards()
+            if self.spill is not None:
+                self.spill.close()
 
     def stop(self) -> None:
         """Finish what is queued, then return from ``run``."""
@@ -227,6 +303,7 @@ class PluginWorker:
         for shard in self._paused:
             shard.resume_reading()
         self._paused.clear()
+        self._spill_full_warned = False
 
     async def _call_in_thread(self, target: _Target, args: tuple[Any, ...]) -> None:
         # abandon_on_cancel: a hung thread must not hold up stop() past its grace.
@@ -271,7 +348,11 @@ class EventRouter:
         capacity: int = 1000,
         overflow: Literal["wait", "drop_oldest"] = "wait",
         slow_threshold: float = 0.5,
+        spill_limit: int = 0,
+        spill_dir: Path | None = None,
     ) -> None:
+        """``spill_limit``: bytes of events per plugin kept on disk under ``"wait"``
+        once its queue of ``capacity`` is full (0: pause the shard right away)."""
         self.manager = manager
         self.workers = {
             name: PluginWorker(
@@ -280,6 +361,9 @@ class EventRouter:
                 capacity=capacity,
                 overflow=overflow,
                 slow_threshold=slow_threshold,
+                spill=Spill(spill_limit, spill_dir)
+                if overflow == "wait" and spill_limit > 0
+                else None,
             )
             for name, context in contexts.items()
         }
@@ -400,20 +484,21 @@ class EventRouter:
             worker.stop()
         deadline = anyio.current_time() + grace
         # Poll: workers finish on their own; this only bounds how long we wait for them.
-        while any(w.queue or w.current for w in self.workers.values()):
+        while any(w.backlog or w.current for w in self.workers.values()):
             if anyio.current_time() >= deadline:
                 break
             await anyio.sleep(0.02)
         cancelled = []
         for worker in self.workers.values():
-            if worker.current is not None or worker.queue:
+            if worker.current is not None or worker.backlog:
                 hook, started = worker.current or ("(queued)", time.perf_counter())
                 running = time.perf_counter() - started
                 cancelled.append(
                     f"plugin {worker.name!r} in {hook} (running {running:.1f} s, "
-                    f"{len(worker.queue)} events still queued)"
+                    f"{worker.backlog} events still queued)"
                 )
                 worker.queue.clear()
+                worker.spilled.clear()
             if worker.scope is not None:
                 worker.scope.cancel()
         return cancelled
@@ -425,6 +510,7 @@ class EventRouter:
                 "errors": w.errors,
                 "dropped": w.dropped,
                 "queued": len(w.queue),
+                "spilled": len(w.spilled),
             }
             for name, w in self.workers.items()
         }

@@ -371,12 +371,58 @@ async def test_drop_oldest_never_stalls_another_plugin_nor_any_heartbeat(
     assert len(discord.entries("identify")) == 2
 
 
-async def test_wait_holds_events_without_losing_any_and_heartbeats_go_on(
-    tmp_path: Path,
+async def test_wait_spills_a_stuck_plugins_events_to_disk_and_never_stalls_another_plugin(
+    tmp_path: Path, info_logs: pytest.LogCaptureFixture
 ) -> None:
     plugins = {"stuck": STUCK, "rec": RECORDER}
     async with running_bot(
         tmp_path, plugins, shards=2, heartbeat_timeout=1.0, backlog=5, overflow="wait"
+    ) as running:
+        discord, router = running.discord, running.bot.router
+        assert router is not None
+        since = anyio.current_time()
+        for shard_id in (0, 1):
+            await discord.dispatch_many(shard_id, message_events(f"s{shard_id}-", 0, 100))
+        stuck, rec = running.plugin("stuck"), running.plugin("rec")
+        # The other plugin gets every event while the stuck one has not finished one.
+        await poll_until(lambda: len(rec.seen) >= 200, 5)
+        await anyio.sleep(1.0)  # and the shards keep reading and beating meanwhile
+        until = anyio.current_time()
+        stats = router.stats()["stuck"]
+        assert stuck.release is not None
+        stuck.release.set()
+        await poll_until(lambda: len(stuck.got) >= 200, 10)
+        drained = router.stats()["stuck"]
+    # One event in the stuck handler, the backlog of 5 in memory, the rest on disk.
+    assert (stats["queued"], stats["spilled"], stats["dropped"]) == (5, 194, 0)
+    assert (drained["queued"], drained["spilled"]) == (0, 0)
+    for shard_id in (0, 1):
+        assert _beats(discord, shard_id, since, until) >= 5
+    assert not [e for e in discord.timeline if e.kind == "server_close"]
+    for plugin in (rec.seen, stuck.got):  # none lost, none reordered
+        for shard_id in (0, 1):
+            assert [c for s, c in plugin if s == shard_id] == [
+                f"s{shard_id}-{i}" for i in range(100)
+            ]
+    assert any(
+        "'stuck' is falling behind: its backlog of 5 is full, further events wait on disk"
+        in r.getMessage()
+        for r in info_logs.records
+    )
+
+
+async def test_wait_without_a_spill_holds_events_without_losing_any_and_heartbeats_go_on(
+    tmp_path: Path,
+) -> None:
+    plugins = {"stuck": STUCK, "rec": RECORDER}
+    async with running_bot(
+        tmp_path,
+        plugins,
+        shards=2,
+        heartbeat_timeout=1.0,
+        backlog=5,
+        overflow="wait",
+        spill_limit=0,
     ) as running:
         discord = running.discord
         for shard_id in (0, 1):

@@ -107,7 +107,7 @@ def test_relative_paths_resolve_against_the_config_directory(
     (tmp_path / "etc").mkdir()
     path = tmp_path / "etc" / "bot.toml"
     path.write_text(
-        '[plugins]\npaths = ["plugins.d", "../shared", "/opt/plugins"]\n'
+        '[plugins]\npaths = ["plugins.d", "../shared", "/opt/plugins"]\nspill_dir = "spill"\n'
         '[sessions]\nfile = "state/sessions.json"\n',
         encoding="utf-8",
     )
@@ -120,6 +120,7 @@ def test_relative_paths_resolve_against_the_config_directory(
         Path("/opt/plugins"),
     )
     assert config.sessions.file == tmp_path / "etc" / "state" / "sessions.json"
+    assert config.plugins.spill_dir == tmp_path / "etc" / "spill"
 
 
 def test_an_empty_session_file_turns_persistence_off(tmp_path: Path) -> None:
@@ -309,6 +310,7 @@ SHARDS_MESSAGE = 'expected "auto" or a positive integer, got -3'
         ),
         ("[plugins]\nbacklog = 0", "plugins.backlog", "expected an integer >= 1, got 0"),
         ('[plugins]\noverflow = "drop-oldest"', "plugins.overflow", 'did you mean "drop_oldest"?'),
+        ("[plugins]\nspill_limit = -1", "plugins.spill_limit", "MiB from 0 to 1048576, got -1"),
         ("[plugins]\nshutdown_grace = 0", "plugins.shutdown_grace", "> 0, got 0"),
         ("[plugins]\nslow_handler_warning = -1.0", "plugins.slow_handler_warning", "got -1.0"),
         ("[plugins]\npaths = [1]", "plugins.paths[0]", "expected a path, got 1"),

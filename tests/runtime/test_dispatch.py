@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from runtime import hookimpl, in_thread
 from runtime.config import Config, PluginsConfig
-from runtime.dispatch import EventRouter, PluginWorker, _Progress
+from runtime.dispatch import EventRouter, PluginWorker, _Progress, _selector, _Target
 from runtime.plugins import load_plugins, make_manager
+from runtime.spill import Spill
 from sharder import DISPATCH_EVENTS, InternalSharder
 from tests.sharder.helpers import emulator, running_sharder
 
@@ -247,7 +248,9 @@ async def test_a_raising_hook_is_logged_counted_and_later_events_still_arrive(
         sharder.dispatch(2, "after", shard_id=1)
         await wait_until(lambda: len(bots["raising"].calls) == 1)
         await wait_until(lambda: idle(router))
-        assert router.stats()["raising"] == {"calls": 2, "errors": 1, "dropped": 0, "queued": 0}
+        assert router.stats()["raising"] == {
+            "calls": 2, "errors": 1, "dropped": 0, "queued": 0, "spilled": 0,
+        }  # fmt: skip
     assert bots["raising"].contents == ["after"]
     assert bots["greeter"].contents == ["boom", "after"]
     [failure] = caplog.records
@@ -329,7 +332,9 @@ async def test_drop_oldest_drops_and_counts(caplog: pytest.LogCaptureFixture) ->
     router, bots, sharder = make_router(samples("greeter"), capacity=3, overflow="drop_oldest")
     for seq in range(1, 6):  # the workers are not running yet: the queue fills up
         sharder.dispatch(seq, str(seq))
-    assert router.stats()["greeter"] == {"calls": 0, "errors": 0, "dropped": 2, "queued": 3}
+    assert router.stats()["greeter"] == {
+        "calls": 0, "errors": 0, "dropped": 2, "queued": 3, "spilled": 0,
+    }  # fmt: skip
     assert [r.getMessage() for r in caplog.records] == [
         "plugin 'greeter' is falling behind: 1 events dropped so far (backlog 3)"
     ]
@@ -378,6 +383,78 @@ async def test_wait_pauses_once_per_full_plugin() -> None:
         bots["slow_async"].gate.set()
         await wait_until(lambda: shard.resumed == 2)
     assert shard.paused == shard.resumed
+
+
+async def test_wait_spills_past_the_backlog_without_pausing_and_delivers_all_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="botrun.dispatch")
+    manager = samples("slow_async", "greeter")
+    router, bots, sharder = make_router(manager, capacity=4, overflow="wait", spill_limit=1 << 20)
+    slow, greeter = bots["slow_async"], bots["greeter"]
+    slow.gate = anyio.Event()
+    async with running(router):
+        for seq in range(1, 51):
+            sharder.dispatch(seq, f"m{seq}")
+            await wait_until(lambda: len(greeter.calls) == seq)  # never held up  # noqa: B023
+        assert router.stats()["slow_async"] == {
+            "calls": 1, "errors": 0, "dropped": 0, "queued": 4, "spilled": 45,
+        }  # fmt: skip
+        assert sharder.shards[0].paused == 0
+        assert router.safe_sequence(0) == 0, "spilled events are not done with"
+        slow.gate.set()
+        await wait_until(lambda: len(slow.calls) == 50)
+    assert slow.contents == [f"m{seq}" for seq in range(1, 51)]
+    assert [call[1] for call in slow.calls] == [
+        {"content": f"m{i}", "seq": i} for i in range(1, 51)
+    ]
+    assert router.safe_sequence(0) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "plugin 'slow_async' is falling behind: its backlog of 4 is full, further events "
+        "wait on disk"
+    ]
+
+
+async def test_a_full_spill_pauses_the_shard_until_half_of_it_is_read_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="botrun.dispatch")
+    router, bots, sharder = make_router(
+        samples("slow_async"), capacity=2, overflow="wait", spill_limit=2000
+    )
+    slow = bots["slow_async"]
+    slow.gate = anyio.Event()
+    for seq in range(1, 101):
+        sharder.dispatch(seq, f"m{seq}")
+    shard = sharder.shards[0]
+    stats = router.stats()["slow_async"]
+    spill = router.workers["slow_async"].spill
+    assert spill is not None
+    assert 0 < spill.size <= 2000
+    assert shard.paused == 1
+    assert stats["queued"] + stats["spilled"] == 100  # what did not fit is kept in memory
+    assert "its spill holds" in caplog.records[-1].getMessage()
+    async with running(router):
+        slow.gate.set()
+        await wait_until(lambda: len(slow.calls) == 100)
+    assert shard.resumed == 1
+    assert slow.contents == [f"m{seq}" for seq in range(1, 101)]
+
+
+async def test_a_lifecycle_event_that_cannot_be_pickled_keeps_its_place_in_memory() -> None:
+    worker = PluginWorker(
+        "p", Recorder("p"), capacity=1, overflow="wait", slow_threshold=1.0, spill=Spill(1 << 20)
+    )
+    seen: list[Any] = []
+    target = _Target(worker, "on_error", seen.append, (1,), "sync", False, _selector((1,)))
+    unpicklable = lambda: None  # noqa: E731
+    for data in ("first", "on disk", unpicklable, "after"):
+        worker.put((target, data, None, None, None), None)
+    assert (len(worker.queue), len(worker.spilled), len(worker.spill or ())) == (1, 3, 2)
+    worker.stop()
+    with anyio.fail_after(5):
+        await worker.run()
+    assert seen == ["first", "on disk", unpicklable, "after"]
 
 
 # ---------------------------------------------------------------------------
