@@ -6,7 +6,10 @@ on loopback. Four drop-in plugins ride along:
 
 * ``soak_recorder`` appends every MESSAGE_CREATE it gets to a file;
 * ``soak_flaky`` raises on about 1 % of the events;
-* ``soak_sleepy`` sleeps (asynchronously, up to 0.1 s) on about 2 % of them;
+* ``soak_sleepy`` sleeps (asynchronously, up to 0.1 s) on about 2 % of them,
+  long enough to overflow its backlog of 8 so that what follows waits in its
+  spill on disk, and records what it gets to a file of its own: it must get
+  exactly what the recorder gets, in the same order;
 * ``soak_debug`` writes every shard debug line and error to a file.
 
 Every dispatched MESSAGE_CREATE carries ``soak SHARD SESSION SEQ`` as its
@@ -46,6 +49,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -140,23 +144,33 @@ def on_message_create(data: dict[str, Any]) -> None:
 '''
 
 _SLEEPY = '''\
-"""Soak: sleeps up to 0.1 s on about 2 % of the events."""
+"""Soak: sleeps up to 0.1 s on about 2 % of the events, then records each like the recorder."""
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
 import anyio
-from anyio.abc import Process
 
 from runtime import hookimpl
 
+_fd: int | None = None
+
 
 @hookimpl
-async def on_message_create(data: dict[str, Any]) -> None:
+def on_startup(bot: Any) -> None:
+    global _fd
+    _fd = os.open(bot.settings["file"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+
+@hookimpl
+async def on_message_create(data: dict[str, Any], shard_id: int) -> None:
     if random.random() < 0.02:
         await anyio.sleep(random.uniform(0.01, 0.1))
+    if _fd is not None:
+        os.write(_fd, f"M {shard_id} {data.get('content')}\\n".encode())
 '''
 
 _DEBUG = '''\
@@ -248,6 +262,10 @@ class SoakResult:
     rss_end: int | None = None
     exit_code: int | None = None
     plugin_errors: int = 0
+    spills: int = 0
+    """Times the slow plugin's backlog filled up and its events went to disk."""
+    slow_plugin_mismatches: int = 0
+    """Sessions whose events the slow plugin got differently from the recorder."""
     faults: dict[str, int] = field(default_factory=dict)
     harness_errors: list[str] = field(default_factory=list)
     """What went wrong outside the figures (the bot died, the emulator misnumbered)."""
@@ -262,7 +280,14 @@ class SoakResult:
     def problems(self) -> list[str]:
         """Every requirement the run missed (empty: it passed)."""
         problems = []
-        for name in ("duplicates", "gaps", "reordered", "unknown", "violations"):
+        for name in (
+            "duplicates",
+            "gaps",
+            "reordered",
+            "unknown",
+            "violations",
+            "slow_plugin_mismatches",
+        ):
             if getattr(self, name):
                 problems.append(f"{name}: {getattr(self, name)}")
         if self.shards_ready != self.shards:
@@ -289,6 +314,8 @@ class SoakResult:
             f"({self.invalidated_sessions} sessions), resumes {self.resumes}, "
             f"re-identifies {self.reidentifies}, violations {self.violations}, "
             f"ready {self.shards_ready}/{self.shards}, "
+            f"slow plugin: spills {self.spills}, "
+            f"sessions it saw otherwise {self.slow_plugin_mismatches}, "
             f"RSS {_mib(self.rss_start)} -> {_mib(self.rss_end)} MiB ({shown})"
         )
 
@@ -313,6 +340,8 @@ class SoakResult:
             ("identify-rule violations", str(self.violations)),
             ("shards READY at the end", f"{self.shards_ready}/{self.shards}"),
             ("plugin errors (flaky plugin)", str(self.plugin_errors)),
+            ("slow plugin's backlog spilled to disk (times)", str(self.spills)),
+            ("sessions the slow plugin saw otherwise", str(self.slow_plugin_mismatches)),
             ("RSS at start (MiB)", _mib(self.rss_start)),
             ("RSS at end (MiB)", _mib(self.rss_end)),
             ("bot exit status", str(self.exit_code)),
@@ -524,9 +553,12 @@ compression = "zlib-stream"
 [plugins]
 paths = ["plugins.d"]
 enabled = {json.dumps(list(PLUGINS))}
-backlog = 1000
+backlog = 8
 overflow = "wait"
 shutdown_grace = 5.0
+
+[plugins.soak_sleepy]
+file = "{workdir / "sleepy.txt"}"
 
 [plugins.soak_recorder]
 file = "{workdir / "records.txt"}"
@@ -618,12 +650,33 @@ def _count(result: SoakResult, state: _State, records: _Records, discord: FakeDi
     result.faults = dict(state.faults)
 
 
-def _plugin_errors(stderr: Path) -> int:
+def _log_counts(stderr: Path) -> tuple[int, int]:
+    """The flaky plugin's errors and the slow plugin's spills, from the bot's log."""
     try:
         text = stderr.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return 0
-    return text.count("plugin 'soak_flaky' failed in on_message_create")
+        return 0, 0
+    return (
+        text.count("plugin 'soak_flaky' failed in on_message_create"),
+        int(_SPILLS.findall(text)[-1]) if _SPILLS.search(text) else 0,
+    )
+
+
+# The bot's last line at shutdown: plugins that fell behind ... {'soak_sleepy': {... 'spills': N}}
+_SPILLS = re.compile(r"fell behind.*'soak_sleepy': \{[^}]*'spills': (\d+)")
+
+
+def _mismatches(recorded: _Records, slow: _Records) -> int:
+    """Sessions whose deliveries differ between the two plugins (content and order)."""
+
+    def by_session(records: _Records) -> dict[str, list[int]]:
+        sessions: dict[str, list[int]] = defaultdict(list)
+        for _, session_id, seq in records.messages:
+            sessions[session_id].append(seq)
+        return sessions
+
+    expected, got = by_session(recorded), by_session(slow)
+    return sum(1 for key in expected.keys() | got.keys() if expected.get(key) != got.get(key))
 
 
 async def run_soak(options: SoakOptions, *, log: Any = None) -> SoakResult:
@@ -691,6 +744,9 @@ async def run_soak(options: SoakOptions, *, log: Any = None) -> SoakResult:
             result.exit_code = await _wait_exit(process, 30.0)
             records.poll()
             _count(result, state, records, discord)
+            slow = _Records(workdir / "sleepy.txt")
+            slow.poll()
+            result.slow_plugin_mismatches = _mismatches(records, slow)
             result.harness_errors = state.harness_errors[:20]
             if state.harness_errors:
                 say("harness errors: " + "; ".join(state.harness_errors[:5]))
@@ -700,7 +756,7 @@ async def run_soak(options: SoakOptions, *, log: Any = None) -> SoakResult:
                 process.kill()
                 await process.wait()
         result.elapsed = time.monotonic() - started
-        result.plugin_errors = _plugin_errors(workdir / "stderr.txt")
+        result.plugin_errors, result.spills = _log_counts(workdir / "stderr.txt")
         if own_dir:
             shutil.rmtree(workdir, ignore_errors=True)
     return result

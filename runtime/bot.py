@@ -247,7 +247,18 @@ class Bot:
             logger.warning("cancelled a handler still running at shutdown: %s", description)
         await sharder.close()
         self._save_sessions()
-        logger.info("stopped; handler errors by plugin: %s", _error_counts(router))
+        stats = router.stats()
+        logger.info(
+            "stopped; handler errors by plugin: %s",
+            {name: counts["errors"] for name, counts in stats.items()},
+        )
+        behind = {
+            name: {"dropped": counts["dropped"], "spills": counts["spills"]}
+            for name, counts in stats.items()
+            if counts["dropped"] or counts["spills"]
+        }
+        if behind:
+            logger.info("plugins that fell behind (events dropped, overflows to disk): %s", behind)
 
     async def _call_lifecycle(self, hook: str, contexts: dict[str, PluginContext]) -> list[str]:
         """Call on_startup / on_shutdown of every plugin; returns the plugins that raised."""
@@ -351,10 +362,6 @@ class Bot:
             s.status is ShardStatus.CLOSED for s_id, s in sharder.shards.items() if s_id != shard_id
         ):
             self.stop(exit_code=1)
-
-
-def _error_counts(router: EventRouter) -> dict[str, int]:
-    return {name: stats["errors"] for name, stats in router.stats().items()}
 
 
 def _ranges(ids: list[int]) -> str:

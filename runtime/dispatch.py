@@ -124,6 +124,8 @@ def _selector(arguments: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[A
 # queued per event is one more for the garbage collector to look at.
 _Item = tuple[_Target, Any, "int | None", "_Progress | None", "list[int] | None"]
 
+_SPILL_WARNING_INTERVAL = 60.0
+
 _ON_DISK: Any = object()
 """An item's data while it waits in the plugin's spill file."""
 
@@ -152,12 +154,15 @@ class PluginWorker:
         """Items behind the queue, in order; their data is on disk unless unpicklable."""
         self.errors = 0
         self.dropped = 0
+        self.spills = 0
+        """Times the backlog filled up and events started to wait on disk."""
         self.calls = 0
         self.current: tuple[str, float] | None = None
         self.blocking: tuple[str, float] | None = None
         """Set while a sync handler runs on the loop: what the watchdog names."""
         self._paused: set[WebsocketShard] = set()
         self._spill_full_warned = False
+        self._spill_warned_at = 0.0
         self._wake: anyio.Event | None = None
         self._stopping = False
         self.scope: anyio.CancelScope | None = None
@@ -211,12 +216,7 @@ class PluginWorker:
             return True
         if written:
             if not self.spilled:
-                logger.warning(
-                    "plugin %r is falling behind: its backlog of %d is full, further "
-                    "events wait on disk",
-                    self.name,
-                    self.capacity,
-                )
+                self._started_spilling()
             self.spilled.append((item[0], _ON_DISK, item[2], item[3], item[4]))
         elif not self._spill_full_warned:
             self._spill_full_warned = True
@@ -228,6 +228,21 @@ class PluginWorker:
                 spill.size >> 20,
             )
         return written
+
+    def _started_spilling(self) -> None:
+        """Count an overflow to disk; say so the first time, then at most once a minute."""
+        self.spills += 1
+        now = time.monotonic()
+        if self.spills > 1 and now - self._spill_warned_at < _SPILL_WARNING_INTERVAL:
+            return
+        self._spill_warned_at = now
+        logger.warning(
+            "plugin %r is falling behind: its backlog of %d is full, further events "
+            "wait on disk (%d times so far)",
+            self.name,
+            self.capacity,
+            self.spills,
+        )
 
     def _refill(self) -> None:
         """Move the oldest spilled items into the empty queue, data read back from disk."""
@@ -509,6 +524,7 @@ class EventRouter:
                 "calls": w.calls,
                 "errors": w.errors,
                 "dropped": w.dropped,
+                "spills": w.spills,
                 "queued": len(w.queue),
                 "spilled": len(w.spilled),
             }

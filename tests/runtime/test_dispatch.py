@@ -249,7 +249,7 @@ async def test_a_raising_hook_is_logged_counted_and_later_events_still_arrive(
         await wait_until(lambda: len(bots["raising"].calls) == 1)
         await wait_until(lambda: idle(router))
         assert router.stats()["raising"] == {
-            "calls": 2, "errors": 1, "dropped": 0, "queued": 0, "spilled": 0,
+            "calls": 2, "errors": 1, "dropped": 0, "spills": 0, "queued": 0, "spilled": 0,
         }  # fmt: skip
     assert bots["raising"].contents == ["after"]
     assert bots["greeter"].contents == ["boom", "after"]
@@ -333,7 +333,7 @@ async def test_drop_oldest_drops_and_counts(caplog: pytest.LogCaptureFixture) ->
     for seq in range(1, 6):  # the workers are not running yet: the queue fills up
         sharder.dispatch(seq, str(seq))
     assert router.stats()["greeter"] == {
-        "calls": 0, "errors": 0, "dropped": 2, "queued": 3, "spilled": 0,
+        "calls": 0, "errors": 0, "dropped": 2, "spills": 0, "queued": 3, "spilled": 0,
     }  # fmt: skip
     assert [r.getMessage() for r in caplog.records] == [
         "plugin 'greeter' is falling behind: 1 events dropped so far (backlog 3)"
@@ -398,7 +398,7 @@ async def test_wait_spills_past_the_backlog_without_pausing_and_delivers_all_in_
             sharder.dispatch(seq, f"m{seq}")
             await wait_until(lambda: len(greeter.calls) == seq)  # never held up  # noqa: B023
         assert router.stats()["slow_async"] == {
-            "calls": 1, "errors": 0, "dropped": 0, "queued": 4, "spilled": 45,
+            "calls": 1, "errors": 0, "dropped": 0, "spills": 1, "queued": 4, "spilled": 45,
         }  # fmt: skip
         assert sharder.shards[0].paused == 0
         assert router.safe_sequence(0) == 0, "spilled events are not done with"
@@ -411,7 +411,7 @@ async def test_wait_spills_past_the_backlog_without_pausing_and_delivers_all_in_
     assert router.safe_sequence(0) is None
     assert [r.getMessage() for r in caplog.records] == [
         "plugin 'slow_async' is falling behind: its backlog of 4 is full, further events "
-        "wait on disk"
+        "wait on disk (1 times so far)"
     ]
 
 
