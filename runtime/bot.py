@@ -18,11 +18,12 @@ from sharder.testing import FakeDiscord
 from .config import Config, resolve_token
 from .context import PluginContext
 from .dispatch import EventRouter
-from .errors import BotrunError
+from .errors import BotrunError, ConfigError
 from .plugins import PluginSet, load_plugins
 from .progress import StartupProgress
 from .rest import RestClient
 from .sessions import SessionStore
+from .spill import folder_problem
 from .watchdog import LoopWatchdog
 
 __all__ = ["EMULATOR_TOKEN", "Bot"]
@@ -75,7 +76,7 @@ class Bot:
             logger.info("sessions file not used: the built-in emulator forgets sessions on exit")
         elif config.sessions.file is not None:
             self._sessions = SessionStore(config.sessions.file, config_file=config.path)
-            self._sessions.check_permissions()
+        check_paths(config)
 
     def stop(self, exit_code: int = 0) -> None:
         """Begin a graceful shutdown."""
@@ -362,6 +363,20 @@ class Bot:
             s.status is ShardStatus.CLOSED for s_id, s in sharder.shards.items() if s_id != shard_id
         ):
             self.stop(exit_code=1)
+
+
+def check_paths(config: Config) -> None:
+    """Refuse, before anything connects, files and folders the bot could not safely use.
+
+    Raises:
+        ConfigError: naming the key, the path and why.
+    """
+    if config.sessions.file is not None:
+        SessionStore(config.sessions.file, config_file=config.path).check_permissions()
+    spill_dir = config.plugins.spill_dir
+    problem = folder_problem(spill_dir) if spill_dir is not None else None
+    if problem is not None:
+        raise ConfigError(config.path, "plugins.spill_dir", problem)
 
 
 def _ranges(ids: list[int]) -> str:

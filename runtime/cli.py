@@ -151,6 +151,9 @@ def _check(path: str) -> int:
     config = load_config(path)
     configure_logging("WARNING")
     resolve_token(config)
+    from .bot import check_paths
+
+    check_paths(config)
     plugins = load_plugins(config, strict=True)
     for line in describe(config, plugins):
         print(line)

@@ -211,6 +211,13 @@ class PluginWorker:
             return False
         try:
             written = spill.push(item[1])
+        except OSError as exc:  # the disk is full, say: pause the shard, as without a spill
+            if not self._spill_full_warned:
+                self._spill_full_warned = True
+                logger.error(
+                    "plugin %r: cannot write its spill (%s); pausing instead", self.name, exc
+                )
+            return False
         except Exception:  # unpicklable (a lifecycle event's object): keep it in memory
             self.spilled.append(item)
             return True

@@ -22,11 +22,22 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Spill"]
+__all__ = ["Spill", "folder_problem"]
 
 _HEADER = 4
 _READ_SIZE = 1 << 20
 _SEGMENT_SIZE = 16 << 20
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why spill files cannot go in ``folder``; None if they can."""
+    if not folder.exists():
+        return f"{folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
 
 
 class _Segment:

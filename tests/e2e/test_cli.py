@@ -225,6 +225,19 @@ async def test_bad_config_exits_78_naming_file_and_key_without_traceback(
     assert_no_token(done.output)
 
 
+@pytest.mark.parametrize("command", ["run", "check"])
+async def test_a_missing_spill_folder_exits_78_naming_key_and_folder(
+    tmp_path: Path, command: str
+) -> None:
+    config = write_config(tmp_path, api_base="http://127.0.0.1:9/api/v10")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[plugins]\n", '[plugins]\nspill_dir = "nowhere"\n'))
+    done = await run_cli(botrun(command, config), cwd=tmp_path)
+    assert done.returncode == EX_CONFIG, done.output
+    assert f"plugins.spill_dir: {tmp_path / 'nowhere'} does not exist" in done.stderr
+    assert TRACEBACK not in done.output
+
+
 async def test_missing_token_variable_exits_78_naming_it(tmp_path: Path) -> None:
     config = write_config(tmp_path, api_base="http://127.0.0.1:9/api/v10")
     env = bot_env()

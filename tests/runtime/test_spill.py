@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import spill as spill_module
-from runtime.spill import Spill
+from runtime.spill import Spill, folder_problem
 
 
 def _open_files() -> int:
@@ -96,3 +96,11 @@ def test_it_behaves_as_a_bounded_fifo(operations: list[tuple[str, Any]], limit: 
         assert spill.pop(len(model)) == list(model)
     finally:
         spill.close()
+
+
+def test_a_spill_folder_that_cannot_be_used_is_named_with_the_reason(tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("")
+    assert folder_problem(tmp_path) is None
+    assert folder_problem(tmp_path / "missing") == f"{tmp_path / 'missing'} does not exist"
+    assert folder_problem(file) == f"{file} is not a folder"
