@@ -6,6 +6,7 @@
 * idle CPU: process CPU time over an idle minute (heartbeats at Discord's
   41.25 s interval, acknowledged by the server), as a share of one core;
 * time to all-READY with ``max_concurrency`` 1,000 (one identify wave);
+* idle CPU on trio as well (the same 1,000 shards over ws);
 * identify pacing: with ``max_concurrency`` 16, time to all-READY against the
   theoretical minimum ``(ceil(N / C) - 1) x timeout``; the identify timeout is
   shortened from Discord's 5 s to 0.5 s to keep the run short, and the replay
@@ -39,7 +40,7 @@ __all__ = ["bare_wakeups", "many_shards", "run"]
 
 
 def many_shards(params: dict[str, Any]) -> dict[str, Any]:
-    return anyio.run(_many_shards, params)
+    return anyio.run(_many_shards, params, backend=params.get("backend", "asyncio"))
 
 
 async def _many_shards(params: dict[str, Any]) -> dict[str, Any]:
@@ -132,9 +133,11 @@ def run(suite: Suite) -> dict[str, Any]:
         ("ws, max_concurrency = shards", False, count, count, 5.0, idle),
         ("wss, max_concurrency = shards", True, count, count, 5.0, idle),
         (f"ws, max_concurrency {concurrency}", False, paced_count, concurrency, window, 0.0),
+        ("ws, max_concurrency = shards, trio", False, count, count, 5.0, idle),
     ]
     rows: dict[str, dict[str, Any]] = {}
     for name, tls, shards, mc, timeout, idle_s in configs:
+        backend = "trio" if name.endswith(", trio") else "asyncio"
         spec = f"idle,mc={mc},shards={shards},window={timeout}"
         limit = 120.0 + math.ceil(shards / mc) * timeout
         params: dict[str, Any] = {
@@ -146,6 +149,7 @@ def run(suite: Suite) -> dict[str, Any]:
             "window": timeout,
             "idle": idle_s,
             "timeout": limit,
+            "backend": backend,
         }
         server.reset()
         try:

@@ -16,6 +16,12 @@ connection losses, and carries out the actions it queues in ``actions``:
 ``Fatal(error)``. The table behind it is §5 of the protocol reference:
 resumable codes resume, 4003/4007/4009 identify anew, 4004 and 4010-4014 stop.
 
+Timers are windows (``get_timer_window``): a heartbeat may be sent up to
+``heartbeat_slack`` seconds before it is due (a fortieth of the interval, at most
+a second), so that a driver running many shards can send the beats that fall
+due close together in one wake-up; timeouts are exact. ``get_timer`` is the
+window's end: the time by which ``handle_timer`` must run.
+
 Heartbeats follow Discord's rules (first beat jittered, then every interval) with
 one refinement against false zombie verdicts: when a beat falls due and the last
 one is unacknowledged, the verdict waits for a grace period (a quarter interval
@@ -27,6 +33,7 @@ connection: the ACK that sat in the socket buffer gets read first.
 from __future__ import annotations
 
 import enum
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +63,13 @@ __all__ = [
 
 GRACE_FRACTION: Final = 0.25
 """Share of the heartbeat interval an overdue ACK gets before the zombie verdict."""
+
+EARLY_FRACTION: Final = 0.025
+"""Share of the heartbeat interval by which a heartbeat may go early (Discord allows early
+beats, never late ones): the window in which a driver may coalesce many shards' beats."""
+
+MAX_EARLY: Final = 1.0
+"""Seconds by which a heartbeat may go early at most (1 s of Discord's 41.25 s)."""
 
 MAX_FAILED_RESUMES: Final = 2
 """Resumes that may fail in a row before falling back to IDENTIFY (no endless loop)."""
@@ -171,6 +185,8 @@ class GatewayProtocol:
         self.paused = False
         """Set by the driver while it stops reading (backpressure): no zombie verdicts then."""
         self.heartbeat_interval: float | None = None
+        self.heartbeat_slack = 0.0
+        """Seconds by which a heartbeat may go before it is due (set from HELLO)."""
         self.latency: float | None = None
         self.received = 0
         """Payloads processed on this connection: proof of life for the zombie check."""
@@ -204,16 +220,40 @@ class GatewayProtocol:
         return Session(self.session_id, self.sequence, self.resume_url)
 
     def get_timer(self) -> float | None:
-        """The earliest time at which ``handle_timer`` has something to do."""
-        deadlines = [
-            d
-            for d in (self._hello_deadline, self._ready_deadline, self._heartbeat_deadline())
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+        """The time by which ``handle_timer`` must run (None: no deadline pending)."""
+        window = self.get_timer_window()
+        return None if window is None else window[1]
+
+    def get_timer_window(self) -> tuple[float, float] | None:
+        """``(earliest, latest)``: from ``earliest`` on, ``handle_timer`` has something to do,
+        and it must run by ``latest`` (None: no deadline pending).
+
+        Only a heartbeat has a window wider than a point: it may go
+        ``heartbeat_slack`` seconds early. A zombie check needs no timer of its
+        own: it is made when the next heartbeat falls due.
+        """
+        earliest = latest = math.inf
+        for deadline in (self._hello_deadline, self._ready_deadline, self._grace_deadline):
+            if deadline is not None and deadline < latest:
+                latest = deadline
+        if latest < earliest:
+            earliest = latest
+        beat_due = self._beat_due
+        if beat_due is not None and self._grace_deadline is None:
+            early = beat_due - self.heartbeat_slack
+            if early < earliest:
+                earliest = early
+            if beat_due < latest:
+                latest = beat_due
+        return None if latest == math.inf else (earliest, latest)
 
     def _heartbeat_deadline(self) -> float | None:
-        return self._grace_deadline if self._grace_deadline is not None else self._beat_due
+        """When the heartbeat schedule next wants ``handle_timer`` (a beat early by the slack)."""
+        if self._grace_deadline is not None:
+            return self._grace_deadline
+        if self._beat_due is not None:
+            return self._beat_due - self.heartbeat_slack
+        return None
 
     # ------------------------------------------------------------------ inputs
 
@@ -259,6 +299,19 @@ class GatewayProtocol:
             return False
         self.sequence = seq
         return True
+
+    def skip_dispatches(self, count: int, highest: int) -> None:
+        """Record ``count`` dispatches dropped before parsing, ``highest`` their top sequence.
+
+        The same as ``skip_dispatch`` for each in turn: a dropped dispatch only counts
+        as received and moves the sequence forward, never back (a replayed duplicate
+        does not move it), so a run of them comes down to its count and its maximum.
+        """
+        self.received += count
+        self._dispatches += count
+        last = self.sequence
+        if last is None or highest > last:
+            self.sequence = highest
 
     def receive(self, payload: dict[str, Any], now: float) -> bool:
         """Handle any payload; True if it is a dispatch for listeners."""
@@ -381,6 +434,7 @@ class GatewayProtocol:
         self._hello_deadline = None
         interval = interval_ms / 1000
         self.heartbeat_interval = interval
+        self.heartbeat_slack = min(MAX_EARLY, interval * EARLY_FRACTION)
         self._beat_due = now + interval * self._rng()
         self._grace_deadline = None
         self._awaiting_ack = False

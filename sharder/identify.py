@@ -13,10 +13,22 @@ Two implementations of one interface:
   owns every shard of the bot;
 * :class:`HookIdentifyQueue`: asks an ``identify_hook`` before every identify,
   so that another process (a cluster manager) can own the queue.
+
+A queue may also have ``identified(shard_id)``, which a shard calls once its
+IDENTIFY has left: the local controller starts the bucket's next ``timeout``
+from then, not from its grant, so that a loop busy between the two can never
+bring a bucket's identifies closer together than ``timeout`` on the server.
+
+:class:`ConnectGate` orders the connections: a shard about to identify opens
+its websocket only when it is among the next few in the identify schedule
+(shard id order is slot order: ids ``0..C-1`` are the first wave of
+``C = max_concurrency`` buckets, ``C..2C-1`` the second, ...), so that a
+thousand shards do not open a thousand sockets before the first IDENTIFY.
 """
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import math
 import time
@@ -27,7 +39,13 @@ import anyio
 
 from ._constants import DEFAULT_IDENTIFY_TIMEOUT
 
-__all__ = ["HookIdentifyQueue", "IdentifyHook", "IdentifyQueue", "LocalIdentifyQueue"]
+__all__ = [
+    "ConnectGate",
+    "HookIdentifyQueue",
+    "IdentifyHook",
+    "IdentifyQueue",
+    "LocalIdentifyQueue",
+]
 
 IdentifyHook = Callable[[int], Awaitable[Any] | Any]
 """``hook(shard_id)``: returns (or awaits) when the shard may identify.
@@ -118,21 +136,35 @@ class LocalIdentifyQueue:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"LocalIdentifyQueue({fields})"
 
-    async def acquire(self, shard_id: int) -> None:
+    def _bucket(self, shard_id: int) -> _Bucket:
         bucket = self._buckets.get(shard_id % self.concurrency)
         if bucket is None:
             bucket = self._buckets[shard_id % self.concurrency] = _Bucket()
+        return bucket
+
+    async def acquire(self, shard_id: int) -> None:
+        bucket = self._bucket(shard_id)
         async with bucket.lock:
-            wait = bucket.next_at - anyio.current_time()
-            if wait > 0:
+            # ``identified`` may push ``next_at`` on while this waits: look again.
+            while (wait := bucket.next_at - anyio.current_time()) > 0:  # noqa: ASYNC110
                 await anyio.sleep(wait)
             await self._take_daily_slot()
             bucket.next_at = anyio.current_time() + self.timeout
 
+    def identified(self, shard_id: int) -> None:
+        """``shard_id``'s IDENTIFY has left: its bucket's next one waits ``timeout`` from now."""
+        bucket = self._bucket(shard_id)
+        bucket.next_at = max(bucket.next_at, anyio.current_time() + self.timeout)
+
     async def _take_daily_slot(self) -> None:
+        if self.remaining is None:
+            return
+        if self.remaining > 0 and not self._daily_lock.locked():
+            # The common case takes no lock: nothing to wait for, no trip through the loop
+            # between the slot and the IDENTIFY.
+            self.remaining -= 1
+            return
         async with self._daily_lock:
-            if self.remaining is None:
-                return
             if self.remaining <= 0:
                 reset_in = (self.reset_timestamp or time.time()) - time.time()
                 if reset_in > 0:
@@ -162,3 +194,85 @@ class HookIdentifyQueue:
                 await anyio.sleep(delay)
             if not answer.get("ask"):
                 return
+
+
+class ConnectGate:
+    """Admits shards that are about to identify, in shard id order, ``limit`` at a time.
+
+    A shard ``enter``s before it opens a websocket to identify on, and
+    ``leave``s once its identify slot is granted (or the connection is gone):
+    so at most ``limit`` shards are connecting or waiting for a slot, and they
+    are the ones whose slots come next. ``expect`` queues shards before their
+    tasks run, so that the order does not depend on which task the event loop
+    runs first (trio shuffles them on purpose).
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self.limit = limit
+        self._queued: list[int] = []
+        self._state: dict[int, bool] = {}
+        """Queued (False) or admitted (True) shard ids."""
+        self._events: dict[int, anyio.Event] = {}
+        self._admitted = 0
+
+    @property
+    def admitted(self) -> int:
+        """Shards admitted and not yet gone."""
+        return self._admitted
+
+    def expect(self, shard_id: int) -> None:
+        """Queue ``shard_id`` now; its ``enter`` will wait for its turn (or find it come)."""
+        if shard_id not in self._state:
+            self._state[shard_id] = False
+            heapq.heappush(self._queued, shard_id)
+            self._admit()
+
+    def is_admitted(self, shard_id: int) -> bool:
+        """Whether ``shard_id`` holds a place now."""
+        return self._state.get(shard_id) is True
+
+    def admits(self, shard_id: int) -> bool:
+        """Whether ``enter(shard_id)`` would return at once."""
+        return self._state.get(shard_id) is True or (
+            shard_id not in self._state
+            and self._admitted < self.limit
+            and (not self._queued or shard_id < self._queued[0])
+        )
+
+    async def enter(self, shard_id: int) -> None:
+        """Return once ``shard_id`` may connect; cancelling withdraws it."""
+        self.expect(shard_id)
+        if self._state.get(shard_id):
+            return
+        event = self._events[shard_id] = anyio.Event()
+        try:
+            await event.wait()
+        except BaseException:
+            self.leave(shard_id)
+            raise
+        finally:
+            self._events.pop(shard_id, None)
+
+    def leave(self, shard_id: int) -> None:
+        """``shard_id`` no longer needs its place (admitted or still queued); idempotent."""
+        admitted = self._state.pop(shard_id, None)
+        if admitted is None:
+            return
+        if admitted:
+            self._admitted -= 1
+            self._admit()
+        # A queued id stays in the heap, stale, until it reaches the top.
+
+    def _admit(self) -> None:
+        queued = self._queued
+        while queued and self._admitted < self.limit:
+            shard_id = heapq.heappop(queued)
+            if self._state.get(shard_id) is not False:
+                continue  # left while queued
+            self._state[shard_id] = True
+            self._admitted += 1
+            event = self._events.get(shard_id)
+            if event is not None:
+                event.set()

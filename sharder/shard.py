@@ -51,6 +51,7 @@ from ._protocol import (
 )
 from ._ratelimit import SlidingWindowLimiter
 from ._session import Session
+from ._timers import Timer, TimerService
 from ._transport import WebSocketConnection, open_websocket
 from ._websocket import BINARY, CLOSE, parse_close
 from .errors import (
@@ -60,7 +61,13 @@ from .errors import (
     SharderError,
     TransportError,
 )
-from .identify import HookIdentifyQueue, IdentifyHook, IdentifyQueue, LocalIdentifyQueue
+from .identify import (
+    ConnectGate,
+    HookIdentifyQueue,
+    IdentifyHook,
+    IdentifyQueue,
+    LocalIdentifyQueue,
+)
 
 __all__ = ["ShardOptions", "ShardStatus", "WebsocketShard"]
 
@@ -156,6 +163,8 @@ class WebsocketShard(TaskGroupOwner):
         *,
         listeners: ListenerRegistry | None = None,
         identify_queue: IdentifyQueue | None = None,
+        timers: TimerService | None = None,
+        connect_gate: ConnectGate | None = None,
     ) -> None:
         check_option_names(options)
         token = options.get("token")
@@ -238,7 +247,10 @@ class WebsocketShard(TaskGroupOwner):
         self._inflater: Inflater | None = None
         self._conn_scope: anyio.CancelScope | None = None
         self._conn_tg: anyio.abc.TaskGroup | None = None
-        self._timer_scope: anyio.CancelScope | None = None
+        self._gate = connect_gate
+        self._timers = timers if timers is not None else TimerService()
+        self._owns_timers = timers is None
+        self._timer: Timer | None = None
         self._wait_scope: anyio.CancelScope | None = None
         self._close_request: tuple[int, str] | None = None
         self._server_close: tuple[int | None, str] | None = None
@@ -324,10 +336,15 @@ class WebsocketShard(TaskGroupOwner):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._dispatch_loop)
+                if self._owns_timers:
+                    await tg.start(self._timers.run)
                 await self._connection_loop(task_status)
                 self._dispatch_stopping = True
                 self._wake_dispatcher()
+                if self._owns_timers:
+                    self._timers.stop()
         finally:
+            self._leave_gate()
             self._running = False
             self.status = ShardStatus.CLOSED
             self._stopped.set()
@@ -363,6 +380,13 @@ class WebsocketShard(TaskGroupOwner):
             self.status = ShardStatus.OFFLINE if failures >= 2 else ShardStatus.CONNECTING
             conn: WebSocketConnection | None = None
             with anyio.CancelScope() as self._wait_scope:
+                gate = self._gate
+                if gate is not None and not self._protocol.resumable:
+                    # Connect to identify only when the identify schedule is near.
+                    if not started and not gate.admits(self.id):
+                        started = True
+                        task_status.started()
+                    await gate.enter(self.id)
                 try:
                     conn = await open_websocket(
                         url,
@@ -371,6 +395,7 @@ class WebsocketShard(TaskGroupOwner):
                         max_message_size=self.max_message_size,
                     )
                 except TransportError as exc:
+                    self._leave_gate()
                     failures += 1
                     self._debug(f"could not connect to {_host(url)}: {exc}")
                     if self._protocol.resume_url is not None:
@@ -385,6 +410,7 @@ class WebsocketShard(TaskGroupOwner):
                 started = True
                 task_status.started()
             outcome, uptime = await self._serve(conn)
+            self._leave_gate()
             if outcome is None or self._closing:
                 break
             if isinstance(outcome, Fatal):
@@ -432,7 +458,6 @@ class WebsocketShard(TaskGroupOwner):
         finally:
             self._conn_tg = None
             self._conn_scope = None
-            self._timer_scope = None
             self._conn = None
             self._fail_waiters()
         uptime = anyio.current_time() - opened
@@ -462,7 +487,7 @@ class WebsocketShard(TaskGroupOwner):
 
     async def _read_loop(self, conn: WebSocketConnection) -> None:
         receive = conn.receive
-        handle = self._handle_message
+        handle = self._handle_messages
         proto = self._protocol
         while True:
             try:
@@ -473,16 +498,15 @@ class WebsocketShard(TaskGroupOwner):
             except ProtocolViolation as exc:
                 await self._violation(exc)
                 return
-            for opcode, data in messages:
-                if opcode == CLOSE:
-                    self._server_close = parse_close(data)
-                    return
+            while messages:
                 try:
-                    handle(data, opcode == BINARY)
+                    messages = handle(messages)
                 except (ProtocolViolation, ValueError, TypeError, KeyError) as exc:
                     # Stop at once: delivering later events would move the sequence past
                     # this one, and the resume could then never replay it.
                     await self._violation(exc)
+                    return
+                if self._server_close is not None:
                     return
                 if proto.actions:
                     await self._flush()
@@ -491,27 +515,78 @@ class WebsocketShard(TaskGroupOwner):
             if self._pause_count or len(self._backlog) > self.max_backlog:
                 await self._wait_until_unpaused()
 
-    def _handle_message(self, data: bytes, binary: bool) -> None:
-        """Decode one message and hand it on; the per-event hot path."""
+    def _handle_messages(self, messages: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """Decode a slice of messages and hand them on: the per-event hot path.
+
+        One loop handles dispatches, delivered or dropped; it stops after anything the
+        read loop must act on first and returns the messages after it: a payload of
+        another opcode (it may have queued actions to flush), or a close frame (which
+        sets ``_server_close``). An exception stops it at the message that raised: the
+        later ones are neither decoded nor counted.
+
+        Disabled events are dropped from a peek at their name and sequence, unparsed;
+        the protocol hears of a run of them at once (their count and highest sequence:
+        all that dropping one changes) before anything else happens.
+        """
         inflater = self._inflater
         assert inflater is not None
-        raw = inflater.feed(data, binary)
-        if raw is None:
-            return
-        if self._disabled:
-            # Peek at the name and sequence before paying for the JSON parse.
-            peeked = _PEEK(raw)
-            if peeked is not None and peeked[1] in self._disabled:
-                self._protocol.skip_dispatch(int(peeked[2]))
-                return
-        payload = loads(raw)
-        if payload.__class__ is not dict:
-            raise ProtocolViolation(f"payload is not a JSON object but {type(payload).__name__}")
+        feed = inflater.feed
+        disabled = self._disabled
         proto = self._protocol
-        if payload.get("op") == 0:
-            if proto.receive_dispatch(payload):
-                self._deliver(payload)
-            return
+        receive_dispatch = proto.receive_dispatch
+        handlers = self._handlers
+        call = self._call
+        dropped = 0  # disabled dispatches the protocol has not heard of yet
+        top = -1  # the highest sequence among them
+        try:
+            for index, (opcode, data) in enumerate(messages):
+                if opcode == CLOSE:
+                    self._server_close = parse_close(data)
+                    return []
+                raw = feed(data, opcode == BINARY)
+                if raw is None:
+                    continue  # a message split over websocket messages: its rest is to come
+                if disabled:
+                    peeked = _PEEK(raw)
+                    if peeked is not None and peeked[1] in disabled:
+                        dropped += 1
+                        seq = int(peeked[2])
+                        if seq > top:
+                            top = seq
+                        continue
+                if dropped:
+                    # Before a listener can see the session's sequence.
+                    proto.skip_dispatches(dropped, top)
+                    dropped, top = 0, -1
+                payload = loads(raw)
+                if payload.__class__ is not dict:
+                    raise ProtocolViolation(
+                        f"payload is not a JSON object but {type(payload).__name__}"
+                    )
+                if payload.get("op") == 0:
+                    if receive_dispatch(payload):
+                        # To the ``event`` listeners, then to those of its name.
+                        name = payload["t"]
+                        if name in _READY_EVENTS or self._collectors:
+                            self._deliver_special(name, payload)
+                            continue
+                        listeners = handlers.get("event")
+                        if listeners:
+                            call(listeners, payload, "event")
+                        listeners = handlers.get(name)
+                        if listeners:
+                            call(listeners, payload["d"], name)
+                    continue
+                self._handle_control(payload)
+                return messages[index + 1 :]
+            return []
+        finally:
+            if dropped:
+                proto.skip_dispatches(dropped, top)
+
+    def _handle_control(self, payload: dict[str, Any]) -> None:
+        """A payload other than a dispatch: HELLO, heartbeats and their ACKs, op 7 and op 9."""
+        proto = self._protocol
         proto.receive(payload, anyio.current_time())
         op = payload.get("op")
         if op == OpCode.HEARTBEAT_ACK and self._ack_waiters:
@@ -526,20 +601,6 @@ class WebsocketShard(TaskGroupOwner):
                 self._limiter.limit // 2,
             )
         self._rearm_timer()
-
-    def _deliver(self, payload: dict[str, Any]) -> None:
-        """Hand a dispatch to the ``event`` listeners, then to those of its name."""
-        name = payload["t"]
-        if name in _READY_EVENTS or self._collectors:
-            self._deliver_special(name, payload)
-            return
-        handlers = self._handlers
-        listeners = handlers.get("event")
-        if listeners:
-            self._call(listeners, payload, "event")
-        listeners = handlers.get(name)
-        if listeners:
-            self._call(listeners, payload["d"], name)
 
     def _deliver_special(self, name: str, payload: dict[str, Any]) -> None:
         """READY and RESUMED (which go to ``ready``/``resumed``), or while collecting."""
@@ -557,6 +618,8 @@ class WebsocketShard(TaskGroupOwner):
                 collector.feed(name, payload["d"])
 
     def _on_session_event(self, name: str, payload: dict[str, Any]) -> None:
+        self._rearm_timer()  # the READY/RESUMED timeout is gone: no wake-up for it
+        self._leave_gate()
         now = time.time()
         self.ready_at = now
         self.status = ShardStatus.READY
@@ -570,21 +633,29 @@ class WebsocketShard(TaskGroupOwner):
     # ------------------------------------------------------------------ timer and sending
 
     async def _timer_loop(self) -> None:
+        """Wait for the protocol's next timer window, through the shared timer service."""
         proto = self._protocol
-        while True:
-            deadline = proto.get_timer()
-            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
-                self._timer_scope = scope
-                await anyio.sleep_forever()
-            self._timer_scope = None
-            proto.handle_timer(anyio.current_time())
-            await self._flush()
+        timer = self._timer = self._timers.timer()
+        try:
+            while True:
+                window = proto.get_timer_window()
+                if window is None:
+                    await timer.wait(math.inf, math.inf)  # until _rearm_timer moves it
+                else:
+                    await timer.wait(*window)
+                proto.handle_timer(anyio.current_time())
+                await self._flush()
+        finally:
+            self._timer = None
 
     def _rearm_timer(self) -> None:
-        scope = self._timer_scope
-        if scope is not None:
-            deadline = self._protocol.get_timer()
-            scope.deadline = math.inf if deadline is None else deadline
+        timer = self._timer
+        if timer is not None and timer.waiting:
+            window = self._protocol.get_timer_window()
+            if window is None:
+                timer.move(math.inf, math.inf)
+            else:
+                timer.move(*window)
 
     async def _flush(self) -> None:
         """Carry out what the protocol asked for."""
@@ -624,6 +695,15 @@ class WebsocketShard(TaskGroupOwner):
         await self._queue.acquire(self.id)
         if self._protocol.identify_granted(anyio.current_time()):
             await self._flush()
+        identified = getattr(self._queue, "identified", None)
+        if identified is not None:
+            identified(self.id)  # the bucket's next slot counts from now
+        # The shard leaves the connect gate on READY (or when the connection ends): the
+        # next shards' handshakes then come after this wave, not between its IDENTIFYs.
+
+    def _leave_gate(self) -> None:
+        if self._gate is not None:
+            self._gate.leave(self.id)
 
     async def _write(self, payload: Mapping[str, Any], *, priority: bool) -> None:
         conn = self._conn

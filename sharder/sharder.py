@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._constants import DEFAULT_IDENTIFY_TIMEOUT
 from ._lifetime import TaskGroupOwner
 from ._listeners import Listener, ListenerRegistry
-from .identify import HookIdentifyQueue, IdentifyQueue, LocalIdentifyQueue
+from ._timers import TimerService
+from .identify import ConnectGate, HookIdentifyQueue, IdentifyQueue, LocalIdentifyQueue
 from .shard import ShardOptions, WebsocketShard, check_option_names
 
-__all__ = ["InternalSharder"]
+__all__ = ["HOOK_CONNECT_AHEAD", "InternalSharder"]
+
+_START_BATCH: Final = 16
+"""Shards started per event-loop iteration by ``connect``."""
+
+HOOK_CONNECT_AHEAD: Final = 32
+"""Shards that may be connecting or waiting for a slot at once when an identify hook
+(another process) owns the queue: its schedule is unknown here, so a fixed bound."""
 
 
 class InternalSharder(TaskGroupOwner):
@@ -29,6 +38,16 @@ class InternalSharder(TaskGroupOwner):
     ``session_start_limit`` (buckets of ``max_concurrency``, ``timeout`` seconds
     apart, the daily ``remaining`` count), or, when ``options["identify_hook"]``
     is set, the hook, so that another process can own the queue.
+
+    Shards that will identify open their websockets in the order of their
+    identify slots, ``connect_ahead`` at most between opening and being
+    granted a slot: by default two waves (``2 x max_concurrency``) with the
+    in-process controller, :data:`HOOK_CONNECT_AHEAD` with a hook (whose
+    schedule is not known here). Shards that resume connect at once.
+
+    Every shard's timers (heartbeats, timeouts) run on one timer service, so
+    that heartbeats falling due within a second of each other go out in one
+    wake-up of the event loop.
     """
 
     def __init__(
@@ -40,6 +59,7 @@ class InternalSharder(TaskGroupOwner):
         shard_options: Mapping[int, ShardOptions | Mapping[str, Any]] | None = None,
         session_start_limit: Mapping[str, Any] | None = None,
         timeout: float = DEFAULT_IDENTIFY_TIMEOUT,
+        connect_ahead: int | None = None,
     ) -> None:
         id_list = sorted(set(ids)) if ids is not None else None
         if total is None:
@@ -74,6 +94,13 @@ class InternalSharder(TaskGroupOwner):
                 session_start_limit, timeout=timeout
             )
             queue = self.controller
+        if connect_ahead is None:
+            connect_ahead = (
+                HOOK_CONNECT_AHEAD if self.controller is None else 2 * self.controller.concurrency
+            )
+        self.connect_gate = ConnectGate(connect_ahead)
+        self.timers = TimerService()
+        self._timers_stopped: anyio.Event | None = None
         self._listeners = ListenerRegistry()
         self.shards: dict[int, WebsocketShard] = {
             shard_id: WebsocketShard(
@@ -85,6 +112,8 @@ class InternalSharder(TaskGroupOwner):
                 },
                 listeners=self._listeners,
                 identify_queue=queue,
+                timers=self.timers,
+                connect_gate=self.connect_gate,
             )
             for shard_id in self.ids
         }
@@ -105,22 +134,54 @@ class InternalSharder(TaskGroupOwner):
         return self._listeners.names()
 
     async def connect(self) -> None:
-        """Start every shard; return once each has an open websocket.
+        """Start every shard; return once each has an open websocket or waits for its turn.
 
-        Shards resume where ``shard_options`` carries a session, and queue an
-        identify otherwise.
+        Shards resume where ``shard_options`` carries a session (at once), and
+        queue an identify otherwise: those connect in identify-slot order, each
+        shortly before its slot (see the class), so with many waves this
+        returns once the first ones are open and the rest follow in the
+        background.
         """
         tg = self._require_task_group()
-        async with anyio.create_task_group() as starting:
-            for shard in self.shards.values():
-                if not shard._running:
-                    starting.start_soon(tg.start, shard.run)
+        if self._timers_stopped is None:
+            self._timers_stopped = anyio.Event()
+            await tg.start(self._run_timers, self._timers_stopped)
+        gate = self.connect_gate
+        starting = [shard for shard in self.shards.values() if not shard._running]
+        for shard in starting:  # in id order, before any task runs: slot order
+            if shard.session is None:
+                gate.expect(shard.id)
+        # First the shards that connect now, then the ones that wait for their turn, a
+        # batch per loop iteration: the first wave's HELLO and IDENTIFY need not wait
+        # behind a thousand tasks starting.
+        now = [s for s in starting if s.session is not None or gate.is_admitted(s.id)]
+        later = [s for s in starting if s.session is None and not gate.is_admitted(s.id)]
+        async with anyio.create_task_group() as starting_now:
+            for shard in now:
+                starting_now.start_soon(tg.start, shard.run)
+        async with anyio.create_task_group() as starting_later:
+            for index, shard in enumerate(later, 1):
+                starting_later.start_soon(tg.start, shard.run)
+                if index % _START_BATCH == 0:
+                    await anyio.lowlevel.checkpoint()
+
+    async def _run_timers(
+        self, stopped: anyio.Event, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        try:
+            await self.timers.run(task_status=task_status)
+        finally:
+            stopped.set()
 
     async def close(self) -> None:
         """Close every shard (sessions stay resumable); return once all are closed."""
         async with anyio.create_task_group() as closing:
             for shard in self.shards.values():
                 closing.start_soon(shard.close)
+        stopped, self._timers_stopped = self._timers_stopped, None
+        if stopped is not None:
+            self.timers.stop()
+            await stopped.wait()
 
     def get_average_ping(self) -> float | None:
         """Mean of the shards' last latency measurements, in seconds."""

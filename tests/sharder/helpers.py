@@ -82,6 +82,7 @@ async def running_sharder(
     connect: bool = True,
     recorder: Recorder | None = None,
     shard_options: dict[int, dict[str, Any]] | None = None,
+    connect_ahead: int | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[InternalSharder, Recorder]]:
     """A connected sharder whose listeners record everything."""
@@ -92,7 +93,12 @@ async def running_sharder(
     if "identify_hook" not in merged:
         kwargs["session_start_limit"] = info["session_start_limit"]
     async with InternalSharder(
-        total=total, options=merged, shard_options=shard_options, timeout=timeout, **kwargs
+        total=total,
+        options=merged,
+        shard_options=shard_options,
+        timeout=timeout,
+        connect_ahead=connect_ahead,
+        **kwargs,
     ) as sharder:
         recorder.listen(sharder)
         if connect:

@@ -53,6 +53,39 @@ def test_zlib_message_inflating_past_the_limit_is_refused() -> None:
     assert info.value.close_code == 1009
 
 
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_zlib_stream_of_any_level_inflates_after_its_header(level: int) -> None:
+    compressor = zlib.compressobj(level)
+    messages = [compressor.compress(d) + compressor.flush(zlib.Z_SYNC_FLUSH) for d in DOCS]
+    inflater = ZlibStreamInflater(max_size=1 << 20)
+    assert [inflater.feed(m, True) for m in messages] == DOCS
+
+
+def test_zlib_stream_header_split_across_frames_is_checked_once_whole() -> None:
+    inflater = ZlibStreamInflater(max_size=1 << 20)
+    first, second = zlib_stream(DOCS[:2])
+    assert inflater.feed(first[:1], True) is None
+    assert inflater.feed(first[1:], True) == DOCS[0]
+    assert inflater.feed(second, True) == DOCS[1]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x78\x9d",  # check bits wrong
+        b"\x79\x9c",  # not deflate
+        b"\x88\x98",  # window over 32 KiB
+        b"\x78\xbb",  # preset dictionary
+    ],
+)
+def test_zlib_stream_with_a_bad_header_is_a_protocol_violation(header: bytes) -> None:
+    inflater = ZlibStreamInflater(max_size=1 << 20)
+    [message] = zlib_stream([DOCS[5]])
+    with pytest.raises(ProtocolViolation, match="incorrect header check") as info:
+        inflater.feed(header + message[2:], True)
+    assert info.value.close_code == 4000
+
+
 def test_zstd_stream_inflates_block_flushed_messages() -> None:
     compressor = zstandard.ZstdCompressor().compressobj()
     inflater = ZstdStreamInflater(max_size=1 << 20)

@@ -9,7 +9,7 @@ import anyio
 import pytest
 import trio.testing
 
-from sharder.identify import HookIdentifyQueue, IdentifyQueue, LocalIdentifyQueue
+from sharder.identify import ConnectGate, HookIdentifyQueue, IdentifyQueue, LocalIdentifyQueue
 
 
 async def identify_all(queue: IdentifyQueue, shard_ids: list[int]) -> dict[int, float]:
@@ -99,3 +99,71 @@ class TestVirtualTime:
         queue = LocalIdentifyQueue(concurrency=4, timeout=5.5, total=1000, remaining=1000)
         granted = await identify_all(queue, list(range(16)))
         assert max(granted.values()) == pytest.approx(3 * 5.5)
+
+
+# ---------------------------------------------------------------- pacing from the sent IDENTIFY
+
+
+class TestPacingFromTheSentIdentify:
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, Any]]:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    async def test_next_slot_of_a_bucket_counts_from_the_identify_sent_not_the_grant(
+        self,
+    ) -> None:
+        queue = LocalIdentifyQueue(concurrency=2, timeout=5.0, total=1000, remaining=1000)
+        start = anyio.current_time()
+        await queue.acquire(0)
+        await anyio.sleep(0.3)  # a busy loop between the grant and the send
+        queue.identified(0)
+        await queue.acquire(2)  # the same bucket
+        assert anyio.current_time() - start == pytest.approx(5.3)
+
+    async def test_other_buckets_are_not_held_up_by_a_late_identify(self) -> None:
+        queue = LocalIdentifyQueue(concurrency=2, timeout=5.0, total=1000, remaining=1000)
+        await queue.acquire(0)
+        start = anyio.current_time()
+        await queue.acquire(1)
+        assert anyio.current_time() == start
+
+
+# ---------------------------------------------------------------- the connect gate
+
+
+async def test_connect_gate_admits_in_shard_id_order_whatever_the_arrival_order() -> None:
+    gate = ConnectGate(2)
+    for shard_id in (0, 1, 2, 3, 4, 5):
+        gate.expect(shard_id)
+    admitted: list[int] = []
+
+    async def one(shard_id: int) -> None:
+        await gate.enter(shard_id)
+        admitted.append(shard_id)
+
+    async with anyio.create_task_group() as tg:
+        for shard_id in (5, 3, 4, 1, 0, 2):  # tasks run in whatever order
+            tg.start_soon(one, shard_id)
+        await anyio.sleep(0.05)
+        assert sorted(admitted) == [0, 1]
+        assert gate.admitted == 2
+        for expected in ([0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5]):
+            gate.leave(admitted[len(expected) - 3])
+            await anyio.sleep(0.01)
+            assert sorted(admitted) == expected
+            assert gate.admitted == 2 if len(expected) < 6 else gate.admitted <= 2
+
+
+async def test_connect_gate_passes_on_the_place_of_a_cancelled_or_departed_shard() -> None:
+    gate = ConnectGate(1)
+    await gate.enter(7)
+    assert not gate.admits(9)
+    with anyio.move_on_after(0.05):
+        await gate.enter(8)  # withdrawn while queued
+    gate.leave(7)
+    assert gate.admits(9)
+    await gate.enter(9)
+    assert gate.is_admitted(9)
+    gate.leave(9)
+    gate.leave(9)  # idempotent
+    assert gate.admitted == 0

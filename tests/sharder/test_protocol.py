@@ -210,6 +210,29 @@ def test_skipped_dispatch_still_advances_the_sequence() -> None:
     assert proto.sequence == 2
 
 
+@pytest.mark.parametrize(
+    ("start", "seqs"),
+    [(None, [5, 6, 7]), (10, [11, 12]), (10, [8, 9]), (10, [9, 12, 11]), (3, [3])],
+)
+def test_a_run_of_skipped_dispatches_equals_skipping_each(
+    start: int | None, seqs: list[int]
+) -> None:
+    one_by_one, at_once = make(), make()
+    for proto in (one_by_one, at_once):
+        proto.sequence = start
+        proto.connection_made(0.0)
+    for seq in seqs:
+        one_by_one.skip_dispatch(seq)
+    at_once.skip_dispatches(len(seqs), max(seqs))
+    assert at_once.sequence == one_by_one.sequence
+    assert at_once.received == one_by_one.received == len(seqs)
+    # Counted as dispatches too: a RESUMED after them reports them as replayed.
+    for proto in (one_by_one, at_once):
+        payload: dict[str, Any] = {"op": 0, "t": "RESUMED", "s": 100, "d": {}}
+        assert proto.receive_dispatch(payload)
+        assert payload["d"]["replayed"] == len(seqs)
+
+
 def test_session_resumes_after_hello_with_the_last_sequence() -> None:
     proto = make(session=Session("abc", 41, "wss://resume"))
     proto.connection_made(0.0)

@@ -43,6 +43,21 @@ async def test_server_requested_heartbeat_is_answered_at_once() -> None:
         assert beat.time - requested.time < 0.1
 
 
+async def test_heartbeat_requested_between_dispatches_of_one_read_is_answered_in_order() -> None:
+    async with emulator(heartbeat_interval=30.0) as discord, running_sharder(discord) as (_, rec):
+        await discord.wait_for("ready", shard_id=0)
+        before = len(discord.entries("heartbeat", 0))
+        # Sent without a checkpoint in between, so that they arrive in one read: the
+        # op 1 stops the slice for its heartbeat; the dispatches after it still come.
+        await send_messages(discord, 0, ["a", "b"])
+        await discord.request_heartbeat(0)
+        await send_messages(discord, 0, ["c", "d"])
+        await discord.wait_for("heartbeat", shard_id=0, count=before + 1, timeout=2)
+        await rec.wait(lambda: len(rec.contents()) == 4)
+        assert rec.contents() == ["a", "b", "c", "d"]
+        assert len(discord.entries("connect")) == 1
+
+
 async def test_missing_heartbeat_ack_is_a_zombie_closed_and_resumed() -> None:
     async with emulator(heartbeat_interval=0.2) as discord, running_sharder(discord) as (_, rec):
         await discord.wait_for("heartbeat_ack", shard_id=0)
@@ -226,6 +241,55 @@ async def test_identify_hook_is_awaited_before_every_identify() -> None:
         assert not discord.violations
 
 
+async def test_shards_connect_in_identify_slot_order_two_waves_ahead_at_most() -> None:
+    shards, concurrency, timeout = 12, 2, 0.25
+    async with emulator(max_concurrency=concurrency, identify_window=0.2, shards=shards) as discord:
+        async with running_sharder(discord, total=shards, timeout=timeout):
+            await discord.wait_for("ready", count=shards, timeout=15)
+        connects = [e.time for e in discord.entries("connect")]
+        identifies = discord.entries("identify")
+        # Slots go in shard id order (ids 0-1 are the first wave, 2-3 the next, ...), give
+        # or take the one wave connected ahead, whose HELLO may come first.
+        order = [e.shard_id for e in identifies]
+        for made, shard_id in enumerate(order):
+            assert shard_id is not None
+            assert shard_id // concurrency <= made // concurrency + 1, order
+        # Before the first IDENTIFY, only the first two waves had connected.
+        assert sum(t <= identifies[0].time for t in connects) <= 2 * concurrency
+        # Never more than two waves connected ahead of the identifies made so far.
+        for made, entry in enumerate(identifies):
+            opened = sum(t <= entry.time for t in connects)
+            assert opened <= made + 2 * concurrency, (made, opened)
+        assert not discord.violations
+
+
+async def test_first_identify_is_not_delayed_by_connecting_every_shard() -> None:
+    shards = 40
+    async with emulator(max_concurrency=1, identify_window=0.2, shards=shards) as discord:
+        async with running_sharder(discord, total=shards, timeout=0.25) as (sharder, _):
+            [first] = await discord.wait_for("identify", timeout=5)
+            assert first.shard_id in (0, 1)  # the first wave, or the one connected ahead
+            assert len(discord.entries("connect")) <= 2
+            assert sharder.connect_gate.admitted <= 2
+
+
+async def test_identify_hook_keeps_a_bounded_number_of_connections_ahead() -> None:
+    release = anyio.Event()
+
+    async def hook(shard_id: int) -> None:
+        await release.wait()  # another process owns the queue and says nothing yet
+
+    async with (
+        emulator(shards=6, max_concurrency=6) as discord,
+        running_sharder(discord, total=6, identify_hook=hook, connect_ahead=2) as (_, rec),
+    ):
+        await anyio.sleep(0.3)
+        assert len(discord.entries("connect")) == 2
+        release.set()
+        await rec.wait(lambda: len(rec.events["ready"]) == 6)
+        assert len(discord.entries("connect")) == 6
+
+
 # ---------------------------------------------------------------- listeners
 
 
@@ -373,6 +437,29 @@ async def test_disabled_events_are_dropped_but_still_advance_the_sequence() -> N
         session = sharder.shards[0].session
         assert session is not None
         assert session.sequence == last
+
+
+async def test_disabled_events_dropped_in_a_replay_count_in_its_resumed_total() -> None:
+    # The replay and RESUMED arrive in one read: the dropped presences must be counted
+    # before RESUMED is (its "replayed" is the dispatches received since the RESUME).
+    async with (
+        emulator() as discord,
+        running_sharder(discord, disabled_events=["PRESENCE_UPDATE"]) as (sharder, rec),
+    ):
+        await discord.wait_for("ready", shard_id=0)
+        await send_messages(discord, 0, ["a"])
+        await rec.wait(lambda: rec.contents() == ["a"])
+        await discord.drop(0)
+        presences = [("PRESENCE_UPDATE", {"status": "idle"})] * 5
+        seqs = await discord.dispatch_many(0, [*presences, ("MESSAGE_CREATE", {"content": "b"})])
+        await discord.dispatch_many(0, presences)
+        await rec.wait(lambda: len(rec.events["resumed"]) == 1)
+        [(resumed, _)] = rec.events["resumed"]
+        assert resumed["replayed"] == discord.entries("resumed")[-1].detail["replayed"] == 11
+        await rec.wait(lambda: rec.contents() == ["a", "b"])
+        session = sharder.shards[0].session
+        assert session is not None
+        assert session.sequence == seqs[-1] + 5 + 1  # the trailing presences and RESUMED
 
 
 # ---------------------------------------------------------------- commands
