@@ -46,9 +46,9 @@ async def test_timer_never_fires_before_its_window_opens() -> None:
 
 async def test_a_timer_added_during_a_long_sleep_cuts_it_short() -> None:
     service = TimerService()
-    fired = await fire_times(service, [(5.0, 5.0), (0.05, 0.05)])
+    fired = await fire_times(service, [(0.6, 0.6), (0.05, 0.05)])
     assert fired[1] == pytest.approx(0.05, abs=0.05)
-    assert fired[0] >= 5.0
+    assert fired[0] >= 0.6
 
 
 async def test_moving_a_waiting_timer_earlier_wakes_it_then() -> None:
