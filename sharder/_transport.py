@@ -207,7 +207,9 @@ class WebSocketConnection:
         """
         if self._closing or self._ws.close_sent:
             raise TransportError(f"{self._where}: connection is closing")
-        await self._send(self._ws.send_text(payload))
+        frame = self._ws.send_text(payload)
+        del payload  # framed: the caller's buffer need not live while the frame is sent
+        await self._send(frame)
 
     async def close(self, code: int | None, reason: str = "", *, timeout: float = 2.0) -> None:
         """Close politely: send a close frame, await the server's, drop the stream.
