@@ -19,6 +19,8 @@ by ±15 % between runs.
 Scenarios (``--only``):
 
 * ``listener``: 100,000 MESSAGE_CREATE, a sharder listener on MESSAGE_CREATE.
+* ``runtime``: the same through the runtime to a plugin's ``on_message_create``
+  (what ``python -m benchmarks --only throughput`` calls the runtime hook).
 * ``dropped`` / ``delivered``: 100,000 PRESENCE_UPDATE (first and last event
   are messages), PRESENCE_UPDATE disabled (dropped from a peek, unparsed) or
   delivered to a sharder listener.
@@ -49,6 +51,7 @@ __all__ = ["main"]
 READ_SIZE: Final = 256 * 1024
 SCENARIOS: Final = (
     "listener",
+    "runtime",
     "dropped",
     "delivered",
     "runtime-dropped",
@@ -63,7 +66,7 @@ _COUNT: Final = 100_000
 
 
 def _spec(scenario: str, count: int) -> str:
-    if scenario.removeprefix("plain-") == "listener":
+    if scenario.removeprefix("plain-") in ("listener", "runtime"):
         return f"messages,n={count}"
     return f"presence,n={count},pct=100"
 
@@ -210,10 +213,10 @@ async def _run_shard(scenario: str, traffic: Traffic) -> dict[str, float]:
 
     done = anyio.Event()
     base = scenario.removeprefix("plain-")
-    runtime = base.startswith("runtime-")
+    runtime = base.startswith("runtime")
     delivered = base.endswith("delivered")
     messages = traffic.kinds.get("MESSAGE_CREATE", 0)
-    target = traffic.count if delivered or base == "listener" else messages
+    target = traffic.count if delivered or base in ("listener", "runtime") else messages
     tally = Tally(target, done.set, events=traffic.count)
     options: dict[str, Any] = {
         "token": TOKEN,
