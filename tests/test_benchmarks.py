@@ -1,6 +1,6 @@
 """The benchmark suite keeps working: a quick run completes and prints its JSON lines.
 
-No figure is asserted (the numbers come from full runs on a quiet machine, see
+No timing is asserted (the numbers come from full runs on a quiet machine, see
 BENCHMARKS.md); only that every benchmark ran, printed its JSON line with the
 expected keys, and that botrun's own rows measured something instead of failing.
 The peers (discord.py, hikari) are optional: their rows may say "not installed".
@@ -62,3 +62,14 @@ def test_quick_suite_prints_every_json_line_with_its_figures() -> None:
         assert "rate" in row, f"peers / {row_name}: {row}"
     for row_name, row in results["peers"]["peers"].items():
         assert "rate" in row or row["error"] == "not installed", f"peers / {row_name}: {row}"
+
+
+def test_spill_benchmark_measures_a_smaller_backlog_on_disk_than_in_memory() -> None:
+    from benchmarks.bench_spill import measure
+
+    rows = measure(events=3000, backlog=100)["rows"]
+    in_memory, spilled = rows["in memory"], rows["spilled"]
+    # A parsed MESSAGE_CREATE is kilobytes; its place in line on disk, hundreds of bytes.
+    assert spilled["bytes_per_event"] * 5 < in_memory["bytes_per_event"]
+    assert spilled["read_back_us"] > 0
+    assert in_memory["read_back_us"] is None
