@@ -88,6 +88,31 @@ class Tally:
         }
 
 
+def time_decode(
+    prelude: list[bytes],
+    timed: list[bytes],
+    loads: Callable[[bytes], Any] | None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Seconds (by ``clock``) to inflate ``timed``, and parse it unless ``loads`` is None.
+
+    One inflate context, raw deflate after the stream's two-byte header, as botrun
+    inflates: the cheapest correct way (zlib's wrapper adds an Adler-32 of every
+    byte). ``prelude`` is inflated first, untimed.
+    """
+    decompress = zlib.decompressobj(-zlib.MAX_WBITS).decompress
+    for message in prelude:
+        decompress(message)
+    started = clock()
+    if loads is not None:
+        for message in timed:
+            loads(decompress(message))
+    else:
+        for message in timed:
+            decompress(message)
+    return clock() - started
+
+
 def decode_floor(
     spec_text: str, sha256: str, loads: Callable[[bytes], Any], passes: int = 2
 ) -> dict[str, float]:
@@ -108,19 +133,7 @@ def decode_floor(
     best = inflate_best = 0.0
     for _ in range(passes):
         for parse in (True, False):
-            # Raw deflate after the stream's two-byte header, as botrun inflates: the
-            # cheapest correct inflate (zlib's wrapper adds an Adler-32 of every byte).
-            decompress = zlib.decompressobj(-zlib.MAX_WBITS).decompress
-            for message in prelude:
-                decompress(message)
-            started = time.perf_counter()
-            if parse:
-                for message in timed:
-                    loads(decompress(message))
-            else:
-                for message in timed:
-                    decompress(message)
-            rate = len(timed) / (time.perf_counter() - started)
+            rate = len(timed) / time_decode(prelude, timed, loads if parse else None)
             if parse:
                 best = max(best, rate)
             else:
