@@ -162,6 +162,7 @@ class PluginWorker:
         """Set while a sync handler runs on the loop: what the watchdog names."""
         self._paused: set[WebsocketShard] = set()
         self._spill_full_warned = False
+        self._spill_failed = False
         self._spill_warned_at = 0.0
         self._wake: anyio.Event | None = None
         self._stopping = False
@@ -207,16 +208,18 @@ class PluginWorker:
 
     def _to_disk(self, item: _Item) -> bool:
         spill = self.spill
-        if spill is None:
+        if spill is None or self._spill_failed:
             return False
         try:
             written = spill.push(item[1])
-        except OSError as exc:  # the disk is full, say: pause the shard, as without a spill
-            if not self._spill_full_warned:
-                self._spill_full_warned = True
-                logger.error(
-                    "plugin %r: cannot write its spill (%s); pausing instead", self.name, exc
-                )
+        except OSError as exc:  # the disk is full, say: from now on, pause as without a spill
+            self._spill_failed = True
+            logger.error(
+                "plugin %r: cannot write its spill (%s); from now on reading pauses on the "
+                "shards it lags on instead",
+                self.name,
+                exc,
+            )
             return False
         except Exception:  # unpicklable (a lifecycle event's object): keep it in memory
             self.spilled.append(item)
@@ -264,9 +267,9 @@ class PluginWorker:
     def _has_room(self) -> bool:
         """Whether the shards paused for this plugin may read again."""
         spill = self.spill
-        if spill is not None:
+        if spill is not None and not self._spill_failed:
             return spill.size <= spill.limit // 2
-        return len(self.queue) <= self.capacity // 2
+        return not self.spilled and len(self.queue) <= self.capacity // 2
 
     async def run(self) -> None:
         queue = self.queue

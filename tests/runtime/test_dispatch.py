@@ -441,6 +441,32 @@ async def test_a_full_spill_pauses_the_shard_until_half_of_it_is_read_back(
     assert slow.contents == [f"m{seq}" for seq in range(1, 101)]
 
 
+async def test_a_spill_that_cannot_be_written_falls_back_to_pausing_the_shard(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="botrun.dispatch")
+    router, bots, sharder = make_router(
+        samples("slow_async"),
+        capacity=2,
+        overflow="wait",
+        spill_limit=1 << 20,
+        spill_dir=tmp_path / "removed",  # the folder is gone: every write fails
+    )
+    slow = bots["slow_async"]
+    slow.gate = anyio.Event()
+    for seq in range(1, 11):
+        sharder.dispatch(seq, f"m{seq}")
+    shard = sharder.shards[0]
+    assert shard.paused == 1
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert "cannot write its spill" in caplog.records[0].getMessage()
+    async with running(router):
+        slow.gate.set()
+        await wait_until(lambda: len(slow.calls) == 10)
+    assert shard.resumed == 1
+    assert slow.contents == [f"m{seq}" for seq in range(1, 11)]
+
+
 async def test_a_lifecycle_event_that_cannot_be_pickled_keeps_its_place_in_memory() -> None:
     worker = PluginWorker(
         "p", Recorder("p"), capacity=1, overflow="wait", slow_threshold=1.0, spill=Spill(1 << 20)
