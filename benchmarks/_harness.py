@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -163,6 +163,18 @@ class Suite:
                 except WorkerFailed as exc:
                     outcomes[name].append(f"failed: {exc}")
         return outcomes
+
+
+def summarize(
+    outcomes: Mapping[str, list[dict[str, Any] | str]],
+    summary: Callable[[list[dict[str, Any]]], dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """``summary`` of each configuration's successful runs; ``{"error": ...}`` if none was."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, runs in outcomes.items():
+        good = [r for r in runs if isinstance(r, dict)]
+        rows[name] = summary(good) if good else {"error": str(runs[0]) if runs else "no runs"}
+    return rows
 
 
 def median(values: Iterable[float]) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks._harness import Suite, emit, fmt, median, table
+from benchmarks._harness import Suite, emit, fmt, median, summarize, table
 
 __all__ = ["run"]
 
@@ -49,20 +49,16 @@ def run(suite: Suite) -> dict[str, Any]:
         ("100 % presence, dropped", task, params(pure, pure_info, only_messages), "orjson"),
         ("100 % presence, delivered", task, params(pure, pure_info, both), "orjson"),
     ]
-    outcomes = suite.repeat(configs)
-    rows: dict[str, dict[str, Any]] = {}
-    for name, runs in outcomes.items():
-        good = [r for r in runs if isinstance(r, dict)]
-        if not good:
-            rows[name] = {"error": str(runs[0])}
-            continue
-        rows[name] = {
+    rows = summarize(
+        suite.repeat(configs),
+        lambda good: {
             "rate": median(r["rate"] for r in good),
             "us_per_event": median(1e6 / r["rate"] for r in good),
             "floor": median(r["floor"]["rate"] for r in good),
             "inflate_us_per_event": median(1e6 / r["floor"]["inflate_rate"] for r in good),
             "runs": [round(r["rate"]) for r in good],
-        }
+        },
+    )
     dropped, delivered = rows["100 % presence, dropped"], rows["100 % presence, delivered"]
     cost = None
     if "error" not in dropped and "error" not in delivered:

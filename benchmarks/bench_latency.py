@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 
 from benchmarks._botrun import make_sharder, runtime, wait
-from benchmarks._harness import Suite, emit, fmt, median, table
+from benchmarks._harness import Suite, emit, fmt, median, summarize, table
 from benchmarks._measure import gateway_bot
 
 __all__ = ["botrun_latency", "raw_latency", "run"]
@@ -157,13 +157,7 @@ def run(suite: Suite) -> dict[str, Any]:
     outcomes = suite.repeat(configs)
     floods = server.stats()["floods"]
     sent_rate = median(f["events"] / f["seconds"] for f in floods) if floods else None
-    rows: dict[str, dict[str, Any]] = {}
-    for name, runs in outcomes.items():
-        good = [r for r in runs if isinstance(r, dict)]
-        if not good:
-            rows[name] = {"error": str(runs[0])}
-            continue
-        rows[name] = {key: median(r[key] for r in good) for key in good[0]}
+    rows = summarize(outcomes, lambda good: {k: median(r[k] for r in good) for k in good[0]})
     print(_table(rows, rate, count, sent_rate))
     figures = {"rate": rate, "events": count, "server_rate": sent_rate, "rows": rows}
     emit("latency", suite.quick, figures)

@@ -26,7 +26,7 @@ import importlib.util
 import zlib
 from typing import Any
 
-from benchmarks._harness import Suite, emit, fmt, median, table
+from benchmarks._harness import Suite, emit, fmt, median, summarize, table
 from benchmarks._measure import TOKEN, Tally, decode_floor, gateway_bot, peak_rss_mb, rss_mb
 
 __all__ = ["discordpy", "hikari_bot", "run"]
@@ -196,7 +196,7 @@ def _botrun_rows(suite: Suite, spec: str, info: dict[str, Any]) -> dict[str, dic
             "orjson",
         ),
     ]
-    return {name: _summary(runs) for name, runs in suite.repeat(configs).items()}
+    return summarize(suite.repeat(configs), _summary)
 
 
 def run(suite: Suite) -> dict[str, Any]:
@@ -213,19 +213,17 @@ def run(suite: Suite) -> dict[str, Any]:
             rows[name] = {"error": "not installed"}
         else:
             configs.append((name, task, params | {"mode": mode}, "orjson"))
-    for name, runs in suite.repeat(configs).items():
-        good = [r for r in runs if isinstance(r, dict)]
-        if not good:
-            rows[name] = {"error": str(runs[0])}
-            continue
-        rows[name] = {
+    rows |= summarize(
+        suite.repeat(configs),
+        lambda good: {
             "rate": median(r["rate"] for r in good),
             "floor": median(r["floor"]["rate"] for r in good),
             "ratio": median(r["rate"] / r["floor"]["rate"] for r in good),
             "peak_rss_mb": median(r["peak_rss_mb"] for r in good),
             "version": good[0]["version"],
             "runs": [round(r["rate"]) for r in good],
-        }
+        },
+    )
     botrun = _botrun_rows(suite, spec, info)
     listener = botrun.get("botrun sharder listener", {}).get("rate")
     hook = botrun.get("botrun runtime hook", {}).get("rate")

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 
 from benchmarks._botrun import make_sharder, runtime, wait
-from benchmarks._harness import Suite, emit, fmt, median, table
+from benchmarks._harness import Suite, emit, fmt, median, summarize, table
 from benchmarks._measure import Tally, decode_floor, gateway_bot, peak_rss_mb, rss_mb
 
 __all__ = ["botrun_listener", "botrun_runtime", "run", "sink"]
@@ -114,10 +114,7 @@ def sink(params: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- orchestration
 
 
-def _summary(runs: list[dict[str, Any] | str]) -> dict[str, Any]:
-    good = [r for r in runs if isinstance(r, dict)]
-    if not good:
-        return {"error": runs[0] if runs else "no runs"}
+def _summary(good: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = [r["rate"] / r["floor"]["rate"] for r in good]
     return {
         "events": good[0]["events"],
@@ -130,7 +127,6 @@ def _summary(runs: list[dict[str, Any] | str]) -> dict[str, Any]:
         "rss_before_mb": median(r["rss_before_mb"] for r in good),
         "runs": [round(r["rate"]) for r in good],
         "ratios": [round(x, 3) for x in ratios],
-        "failed": [r for r in runs if isinstance(r, str)],
     }
 
 
@@ -164,7 +160,7 @@ def run(suite: Suite) -> dict[str, Any]:
     ]
     keyed = [(f"{name} [{lib}]", task, p, lib) for name, task, p, lib in configs]
     outcomes = suite.repeat(keyed)
-    rows = {name: _summary(runs) for name, runs in outcomes.items()}
+    rows = summarize(outcomes, _summary)
 
     server.reset()
     sink_params = {"port": server.port, "spec": spec, "bytes": info["bytes"], "events": count}

@@ -62,6 +62,7 @@ from benchmarks._payloads import (
     load_flood,
     raw_deflate,
 )
+from sharder.testing._data import APPLICATION_ID, application, bot_user
 
 __all__ = ["main"]
 
@@ -69,43 +70,20 @@ _ACCEPT_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _ACK: Final = dumps({"t": None, "s": None, "op": 11, "d": None})
 _SPLICED_ACK: Final = frame(raw_deflate(_ACK))
 _HIGH_WATER: Final = 1 << 20
-_BOT_ID: Final = "1100000000000000001"
 _PACING_TOLERANCE: Final = 0.002
 """Seconds by which two identifies of a bucket may look closer than ``window`` at the
 server and still count as paced (the first may have spent longer in flight)."""
 _PATH: Final = re.compile(r"/s/(?P<spec>[^/]+)(?P<rest>/.*)?\Z")
 
 
-def _bot_user() -> dict[str, Any]:
-    return {
-        "id": _BOT_ID,
-        "username": "replay-bot",
-        "discriminator": "0",
-        "global_name": None,
-        "avatar": None,
-        "bot": True,
-        "flags": 0,
-        "verified": True,
-        "mfa_enabled": False,
-        "public_flags": 0,
-    }
-
-
 def _application() -> dict[str, Any]:
-    return {
-        "id": _BOT_ID,
-        "name": "replay-bot",
-        "icon": None,
-        "description": "",
+    """The emulator's application, with every field the peers' login parses."""
+    return application() | {
         "summary": "",
         "type": None,
-        "bot_public": False,
-        "bot_require_code_grant": False,
         "verify_key": "0" * 64,
-        "flags": 0,
-        "owner": _bot_user() | {"bot": False, "username": "owner"},
+        "owner": bot_user() | {"bot": False, "username": "owner"},
         "team": None,
-        "bot": _bot_user(),
         "interactions_endpoint_url": None,
         "redirect_uris": [],
         "approximate_guild_count": 0,
@@ -308,7 +286,7 @@ class Connection(asyncio.Protocol):
             url = server.gateway_url(self.secure, spec)
             return 200, {"url": url, "shards": spec.shards, "session_start_limit": limit}
         if method == "GET" and route == "/users/@me":
-            return 200, _bot_user()
+            return 200, bot_user()
         if method == "GET" and route in ("/oauth2/applications/@me", "/applications/@me"):
             return 200, _application()
         if method == "POST" and re.fullmatch(r"/channels/\d+/messages", route):
@@ -318,7 +296,7 @@ class Connection(asyncio.Protocol):
                 "id": str(time.time_ns() >> 10),
                 "channel_id": channel_id,
                 "content": request.get("content", ""),
-                "author": _bot_user(),
+                "author": bot_user(),
                 "timestamp": "2024-01-01T00:00:00+00:00",
                 "edited_timestamp": None,
                 "tts": False,
@@ -485,7 +463,7 @@ class Gateway:
         ready = {
             "v": 10,
             "user_settings": {},
-            "user": _bot_user(),
+            "user": bot_user(),
             "session_type": "normal",
             "session_id": os.urandom(16).hex(),
             "resume_gateway_url": self.server.gateway_url(secure, self.spec),
@@ -496,7 +474,7 @@ class Gateway:
             "guild_join_requests": [],
             "geo_ordered_rtc_regions": ["rotterdam"],
             "shard": [shard_id, total],
-            "application": {"id": _BOT_ID, "flags": 0},
+            "application": {"id": str(APPLICATION_ID), "flags": 0},
             "_trace": ["replay"],
         }
         self.write(self.pack(dumps({"t": "READY", "s": 1, "op": 0, "d": ready})))

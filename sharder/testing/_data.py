@@ -119,6 +119,7 @@ def bot_user() -> dict[str, Any]:
         "flags": 0,
         "verified": True,
         "mfa_enabled": False,
+        "public_flags": 0,
     }
 
 
