@@ -291,10 +291,10 @@ class Bot:
             return {}
         sessions = sharder.get_current_sessions()
         if router is not None:
+            safe = router.safe_sequences()
             for shard_id, session in sessions.items():
-                safe = router.safe_sequence(shard_id)
-                if safe is not None:
-                    session["sequence"] = min(session["sequence"], safe)
+                if shard_id in safe:
+                    session["sequence"] = min(session["sequence"], safe[shard_id])
         return sessions
 
     def _save_sessions(self) -> None:

@@ -20,6 +20,7 @@ plugin has finished with: the sequence worth saving for a resume after a crash.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import operator
 import time
@@ -59,40 +60,25 @@ def in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-class _Progress:
-    """Dispatches of one shard's session not yet finished by every plugin."""
+class _Session:
+    """One shard's session as the router saw it begin; each queued event carries it.
 
-    __slots__ = ("pending", "safe")
+    A READY starts a new one, so events of the previous session still queued are
+    history to the saved sequence. Which events are unfinished is read off the
+    queues when a sequence is saved, not booked per event.
+    """
 
-    def __init__(self) -> None:
-        self.pending: deque[list[int]] = deque()
-        self.safe: int | None = None
+    __slots__ = ("abandoned", "shard_id")
 
-    def add(self, seq: int, handlers: int) -> list[int] | None:
-        if handlers == 0 and not self.pending:
-            self.safe = seq
-            return None
-        if self.safe is None:
-            # Nothing finished yet since this session (re)started: everything before
-            # this event is done, and Discord numbers a session's dispatches 1, 2, 3...
-            self.safe = max(seq - 1, 0)
-        entry = [seq, handlers]
-        self.pending.append(entry)
-        if handlers == 0:
-            self._advance()
-        return entry
+    def __init__(self, shard_id: int) -> None:
+        self.shard_id = shard_id
+        self.abandoned: int | None = None
+        """The lowest sequence of this session that no plugin will finish in this run:
+        refused after stop, or left queued when stop's grace ran out."""
 
-    def finish(self, entry: list[int]) -> None:
-        entry[1] -= 1
-        pending = self.pending
-        if entry[1] <= 0 and pending and pending[0] is entry:
-            while pending and pending[0][1] <= 0:  # _advance, inlined: once per event
-                self.safe = pending.popleft()[0]
-
-    def _advance(self) -> None:
-        pending = self.pending
-        while pending and pending[0][1] <= 0:
-            self.safe = pending.popleft()[0]
+    def abandon(self, seq: int) -> None:
+        if self.abandoned is None or seq < self.abandoned:
+            self.abandoned = seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +105,10 @@ def _selector(arguments: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[A
     return operator.itemgetter(slice(start, start + len(arguments)))
 
 
-# An item in a plugin's queue: what to call, with what, and what to tick off after
-# (the shard's progress and the event's entry in it). One flat tuple: each object
-# queued per event is one more for the garbage collector to look at.
-_Item = tuple[_Target, Any, "int | None", "_Progress | None", "list[int] | None"]
+# An item in a plugin's queue: what to call, with what, and which event of which
+# session it is (session and sequence; None for a lifecycle event). One flat tuple:
+# each object queued per event is one more for the garbage collector to look at.
+_Item = tuple[_Target, Any, "int | None", "_Session | None", "int | None"]
 
 _SPILL_WARNING_INTERVAL = 60.0
 
@@ -152,6 +138,12 @@ class PluginWorker:
         self.spill = spill
         self.spilled: deque[_Item] = deque()
         """Items behind the queue, in order; their data is on disk unless unpicklable."""
+        self._spilled_seqs: dict[_Session, deque[int]] = {}
+        """The sequences in ``spilled``, per session: its oldest without a scan."""
+        self.item: _Item | None = None
+        """The item being handled; left set if its handler was cancelled (unfinished)."""
+        self.shards: Mapping[int, WebsocketShard] = {}
+        """The shards by id, to pause the one whose event does not fit."""
         self.errors = 0
         self.dropped = 0
         self.spills = 0
@@ -173,21 +165,21 @@ class PluginWorker:
         """Events waiting for this plugin, in memory and on disk."""
         return len(self.queue) + len(self.spilled)
 
-    def put(self, item: _Item, shard: WebsocketShard | None) -> None:
+    def put(self, item: _Item) -> None:
         queue = self.queue
         if len(queue) < self.capacity and not self.spilled:
             queue.append(item)
         else:
-            self._overflow(item, shard)
+            self._overflow(item)
         wake = self._wake
         if wake is not None:
             self._wake = None  # one wake-up per batch: the other puts find it gone
             wake.set()
 
-    def _overflow(self, item: _Item, shard: WebsocketShard | None) -> None:
+    def _overflow(self, item: _Item) -> None:
         """No room in memory: drop the oldest, spill to disk, or pause the shard."""
         if self.overflow == "drop_oldest":
-            _finish(self.queue.popleft())
+            self.queue.popleft()  # done with, as far as the saved sequence goes
             self.queue.append(item)
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -201,7 +193,12 @@ class PluginWorker:
         if not self._paused and self._to_disk(item):
             return
         # Kept in memory, behind what is on disk: nothing already read is lost.
-        (self.spilled if self.spilled else self.queue).append(item)
+        if self.spilled:
+            self._append_spilled(item)
+        else:
+            self.queue.append(item)
+        # A lifecycle event (no session) comes from no shard's reading.
+        shard = self.shards.get(item[2]) if item[3] is not None else None  # type: ignore[arg-type]
         if shard is not None and shard not in self._paused:
             self._paused.add(shard)
             shard.pause_reading()
@@ -222,12 +219,12 @@ class PluginWorker:
             )
             return False
         except Exception:  # unpicklable (a lifecycle event's object): keep it in memory
-            self.spilled.append(item)
+            self._append_spilled(item)
             return True
         if written:
             if not self.spilled:
                 self._started_spilling()
-            self.spilled.append((item[0], _ON_DISK, item[2], item[3], item[4]))
+            self._append_spilled((item[0], _ON_DISK, item[2], item[3], item[4]))
         elif not self._spill_full_warned:
             self._spill_full_warned = True
             logger.warning(
@@ -254,15 +251,53 @@ class PluginWorker:
             self.spills,
         )
 
+    def _append_spilled(self, item: _Item) -> None:
+        self.spilled.append(item)
+        session, seq = item[3], item[4]
+        if session is not None and seq is not None:
+            seqs = self._spilled_seqs.get(session)
+            if seqs is None:
+                seqs = self._spilled_seqs[session] = deque()
+            seqs.append(seq)
+
     def _refill(self) -> None:
         """Move the oldest spilled items into the empty queue, data read back from disk."""
-        spilled, queue = self.spilled, self.queue
+        spilled, queue, spilled_seqs = self.spilled, self.queue, self._spilled_seqs
         batch = [spilled.popleft() for _ in range(min(len(spilled), self.capacity))]
         on_disk = iter(self.spill.pop(sum(i[1] is _ON_DISK for i in batch)) if self.spill else ())
-        for target, data, shard_id, progress, entry in batch:
+        for target, data, shard_id, session, seq in batch:
             if data is _ON_DISK:
                 data = next(on_disk)
-            queue.append((target, data, shard_id, progress, entry))
+            queue.append((target, data, shard_id, session, seq))
+            if session is not None and seq is not None:
+                seqs = spilled_seqs[session]
+                seqs.popleft()
+                if not seqs:
+                    del spilled_seqs[session]
+
+    def unfinished(self) -> dict[_Session, int]:
+        """The oldest sequence of each session that this plugin has not finished.
+
+        A plugin handles a session's events in order, so the first one found per
+        session is its oldest: a scan of the in-memory queue (at most about
+        ``capacity`` items), and the index of the spilled ones.
+        """
+        oldest: dict[_Session, int] = {}
+        running = () if self.item is None else (self.item,)
+        for _, _, _, session, seq in itertools.chain(running, self.queue):
+            if session is not None and seq is not None and session not in oldest:
+                oldest[session] = seq
+        for session, seqs in self._spilled_seqs.items():
+            oldest.setdefault(session, seqs[0])
+        return oldest
+
+    def abandon(self) -> None:
+        """Give up what is queued (stop's grace ran out); it stays unfinished for a resume."""
+        for session, seq in self.unfinished().items():
+            session.abandon(seq)
+        self.queue.clear()
+        self.spilled.clear()
+        self._spilled_seqs.clear()
 
     def _has_room(self) -> bool:
         """Whether the shards paused for this plugin may read again."""
@@ -278,7 +313,8 @@ class PluginWorker:
             with anyio.CancelScope() as self.scope:
                 while True:
                     while queue:
-                        target, data, shard_id, progress, entry = queue.popleft()
+                        item = self.item = queue.popleft()
+                        target, data, shard_id = item[0], item[1], item[2]
                         # Inlined rather than a coroutine per event: this is the hot path.
                         args = target.select((self.context, data, shard_id))
                         self.calls += 1
@@ -301,8 +337,7 @@ class PluginWorker:
                             self.current = self.blocking = None
                         # Only a cancellation (stop's grace ran out) skips this: an event
                         # cut short is not finished.
-                        if entry is not None:
-                            progress.finish(entry)  # type: ignore[union-attr]  # set with entry
+                        self.item = None
                         if self._paused and self._has_room():
                             self._resume_shards()
                     if self.spilled:
@@ -356,12 +391,6 @@ class PluginWorker:
         )
 
 
-def _finish(item: _Item) -> None:
-    progress, entry = item[3], item[4]
-    if progress is not None and entry is not None:
-        progress.finish(entry)
-
-
 class EventRouter:
     """Turns sharder events into hook calls on the plugins' workers."""
 
@@ -394,8 +423,7 @@ class EventRouter:
         }
         self._routes: dict[str, tuple[_Target, ...]] = {}
         self._catch_all = self._targets("on_event", raw=True)
-        self._progress: dict[int, _Progress] = {}
-        self._shards: Mapping[int, WebsocketShard] = {}
+        self._sessions: dict[int, _Session] = {}
         self.accepting = True
 
     # ------------------------------------------------------------------ routing table
@@ -441,7 +469,8 @@ class EventRouter:
     # ------------------------------------------------------------------ sharder listeners
 
     def attach(self, sharder: InternalSharder) -> None:
-        self._shards = sharder.shards
+        for worker in self.workers.values():
+            worker.shards = sharder.shards
         sharder.on("event", self.on_dispatch)
         for name in LIFECYCLE_EVENTS:
             if self.implemented(f"on_{name}"):
@@ -453,26 +482,27 @@ class EventRouter:
         route = self._routes.get(name)
         if route is None:
             route = self._route(name)
-        progress = self._progress.get(shard_id)
-        if progress is None or name == "READY":
-            progress = self._progress[shard_id] = _Progress()
-        seq = payload.get("s")
-        entry = progress.add(seq, len(route)) if seq is not None else None
-        if not route or not self.accepting:
-            # After stop, an event for a plugin stays pending (never finished), so
-            # safe_sequence stays before it and a resume replays it.
+        session = self._sessions.get(shard_id)
+        if session is None or name == "READY":
+            session = self._sessions[shard_id] = _Session(shard_id)
+        if not route:
             return
-        shard = self._shards.get(shard_id)
+        seq = payload.get("s")
+        if not self.accepting:
+            # Never delivered in this run: the saved sequence stays before it, so a
+            # resume replays it.
+            if seq is not None:
+                session.abandon(seq)
+            return
         data = payload.get("d")
         for target in route:
-            item = (target, payload if target.raw else data, shard_id, progress, entry)
-            target.worker.put(item, shard)
+            target.worker.put((target, payload if target.raw else data, shard_id, session, seq))
 
     def on_lifecycle(self, name: str, data: Any, shard_id: int) -> None:
         if not self.accepting:
             return
         for target in self._route_lifecycle(name):
-            target.worker.put((target, data, shard_id, None, None), None)
+            target.worker.put((target, data, shard_id, None, None))
 
     def _route_lifecycle(self, name: str) -> tuple[_Target, ...]:
         key = f"#{name}"
@@ -481,15 +511,29 @@ class EventRouter:
             route = self._routes[key] = self._targets(f"on_{name}")
         return route
 
-    def safe_sequence(self, shard_id: int) -> int | None:
-        """Sequence of the last event of this shard that every plugin has finished.
+    def safe_sequences(self) -> dict[int, int]:
+        """Per shard, the sequence just before its oldest event a plugin has not finished.
 
-        None when nothing is pending: the shard's own sequence is then safe.
+        What a resume after a crash must start from so that no plugin misses an event.
+        A shard left out has nothing unfinished: its own sequence is safe.
         """
-        progress = self._progress.get(shard_id)
-        if progress is None or not progress.pending:
-            return None
-        return progress.safe
+        oldest: dict[_Session, int] = {
+            s: s.abandoned for s in self._sessions.values() if s.abandoned is not None
+        }
+        for worker in self.workers.values():
+            for session, seq in worker.unfinished().items():
+                if session not in oldest or seq < oldest[session]:
+                    oldest[session] = seq
+        current = self._sessions
+        return {
+            session.shard_id: max(seq - 1, 0)
+            for session, seq in oldest.items()
+            if current.get(session.shard_id) is session
+        }
+
+    def safe_sequence(self, shard_id: int) -> int | None:
+        """:meth:`safe_sequences` of one shard: None if nothing of it is unfinished."""
+        return self.safe_sequences().get(shard_id)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -522,8 +566,7 @@ class EventRouter:
                     f"plugin {worker.name!r} in {hook} (running {running:.1f} s, "
                     f"{worker.backlog} events still queued)"
                 )
-                worker.queue.clear()
-                worker.spilled.clear()
+                worker.abandon()
             if worker.scope is not None:
                 worker.scope.cancel()
         return cancelled

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 from runtime import hookimpl, in_thread
 from runtime.config import Config, PluginsConfig
-from runtime.dispatch import EventRouter, PluginWorker, _Progress, _selector, _Target
+from runtime.dispatch import EventRouter, PluginWorker, _selector, _Target
 from runtime.plugins import load_plugins, make_manager
 from runtime.spill import Spill
 from sharder import DISPATCH_EVENTS, InternalSharder
@@ -475,7 +474,7 @@ async def test_a_lifecycle_event_that_cannot_be_pickled_keeps_its_place_in_memor
     target = _Target(worker, "on_error", seen.append, (1,), "sync", False, _selector((1,)))
     unpicklable = lambda: None  # noqa: E731
     for data in ("first", "on disk", unpicklable, "after"):
-        worker.put((target, data, None, None, None), None)
+        worker.put((target, data, None, None, None))
     assert (len(worker.queue), len(worker.spilled), len(worker.spill or ())) == (1, 3, 2)
     worker.stop()
     with anyio.fail_after(5):
@@ -552,37 +551,61 @@ async def test_ready_starts_the_count_afresh() -> None:
         assert router.safe_sequence(0) is None
 
 
+_ROUTED = (
+    "TYPING_START",
+    "MESSAGE_CREATE",
+    "MESSAGE_UPDATE",
+    "MESSAGE_DELETE",
+    "GUILD_CREATE",
+    "CHANNEL_CREATE",
+    "PRESENCE_UPDATE",
+    "INTERACTION_CREATE",
+)
+"""Event ``k`` goes to the plugins whose bit is set in ``k``: every subset of three."""
+
+
 @given(st.data())
-def test_progress_safe_is_always_just_before_the_oldest_unfinished_event(
+def test_safe_sequence_is_always_just_before_the_oldest_unfinished_event(
     data: st.DataObject,
 ) -> None:
-    plugins = 3
-    progress = _Progress()
+    def ignore(data: Any) -> None:
+        return None
+
+    plugins = {
+        f"p{bit}": plugin(
+            **{f"on_{name.lower()}": ignore for k, name in enumerate(_ROUTED) if k >> bit & 1}
+        )
+        for bit in range(3)
+    }
+    router, _, sharder = make_router(
+        manager_with(**plugins), capacity=2, overflow="wait", spill_limit=1 << 20
+    )
+    workers = list(router.workers.values())
     seq = data.draw(st.integers(1, 10**6), label="first seq")
-    queues: list[deque[tuple[int, list[int] | None]]] = [deque() for _ in range(plugins)]
     unfinished: dict[int, int] = {}
-    last = None
-    for _ in range(data.draw(st.integers(1, 60), label="steps")):
-        busy = [i for i in range(plugins) if queues[i]]
-        if busy and data.draw(st.booleans()):
-            index = data.draw(st.sampled_from(busy))  # a plugin finishes its oldest event
-            finished, entry = queues[index].popleft()
-            unfinished[finished] -= 1
-            if entry is not None:
-                progress.finish(entry)
-        else:
-            handlers = data.draw(st.sets(st.integers(0, plugins - 1)))
-            entry = progress.add(seq, len(handlers))
-            unfinished[seq] = len(handlers)
-            for index in handlers:
-                queues[index].append((seq, entry))
-            last, seq = seq, seq + 1
-        waiting = [s for s, count in unfinished.items() if count > 0]
-        if waiting:
-            assert progress.safe == min(waiting) - 1
-        else:
-            assert not any(count for _, count in progress.pending)
-            assert progress.safe == last
+    try:
+        for _ in range(data.draw(st.integers(1, 60), label="steps")):
+            step = data.draw(st.sampled_from(["dispatch", "start", "finish"]))
+            worker = data.draw(st.sampled_from(workers))
+            if step == "dispatch":
+                kind = data.draw(st.integers(0, 7))
+                sharder.emit("event", message(seq, name=_ROUTED[kind]), 0)
+                unfinished[seq] = kind.bit_count()
+                seq += 1
+            elif step == "start" and worker.item is None:
+                if not worker.queue and worker.spilled:
+                    worker._refill()
+                if worker.queue:
+                    worker.item = worker.queue.popleft()
+            elif step == "finish" and worker.item is not None:
+                unfinished[worker.item[4]] -= 1
+                worker.item = None
+            waiting = [s for s, count in unfinished.items() if count]
+            assert router.safe_sequence(0) == (min(waiting) - 1 if waiting else None)
+    finally:
+        for worker in workers:
+            assert worker.spill is not None
+            worker.spill.close()
 
 
 async def test_events_after_stop_are_not_delivered_nor_counted_as_done() -> None:
@@ -730,9 +753,9 @@ def test_tryfirst_and_trylast_order_the_queueing(monkeypatch: pytest.MonkeyPatch
     queued: list[str] = []
     original = PluginWorker.put
 
-    def put(self: PluginWorker, item: Any, shard: Any) -> None:
+    def put(self: PluginWorker, item: Any) -> None:
         queued.append(self.name)
-        original(self, item, shard)
+        original(self, item)
 
     monkeypatch.setattr(PluginWorker, "put", put)
     _, _, sharder = make_router(manager)
