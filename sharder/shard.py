@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import math
 import platform
-import re
 import secrets
 import ssl
 import time
@@ -40,6 +39,7 @@ from ._constants import (
 )
 from ._lifetime import TaskGroupOwner
 from ._listeners import Listener, ListenerRegistry
+from ._peek import DropMatch, drop_matcher
 from ._protocol import (
     CloseConnection,
     Debug,
@@ -75,8 +75,6 @@ logger = logging.getLogger("sharder")
 
 DEFAULT_URL: Final = "wss://gateway.discord.gg"
 _READY_EVENTS: Final = {"READY": "ready", "RESUMED": "resumed"}
-_PEEK: Final = re.compile(rb'\{"t":"([A-Z0-9_]+)","s":([0-9]+),').match
-"""The name and sequence at the start of a dispatch (Discord writes ``t`` and ``s`` first)."""
 _COLLECTED: Final = frozenset(
     {"GUILD_MEMBERS_CHUNK", "RATE_LIMITED", "VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE"}
 )
@@ -233,6 +231,7 @@ class WebsocketShard(TaskGroupOwner):
         self._registry = listeners if listeners is not None else ListenerRegistry()
         self._handlers = self._registry.by_name
         self._disabled: frozenset[bytes] = frozenset()
+        self._drop_match: DropMatch | None = None
         self.disabled_events = options.get("disabled_events", ())
 
         self.status = ShardStatus.CLOSED
@@ -307,6 +306,7 @@ class WebsocketShard(TaskGroupOwner):
         self._disabled = frozenset(
             name.encode() for name in names if name not in _READY_EVENTS and name not in _COLLECTED
         )
+        self._drop_match = drop_matcher(self._disabled)
 
     def on(self, name: str, listener: Listener) -> None:
         """Call ``listener(data, shard_id)`` for event ``name``."""
@@ -531,7 +531,7 @@ class WebsocketShard(TaskGroupOwner):
         inflater = self._inflater
         assert inflater is not None
         feed = inflater.feed
-        disabled = self._disabled
+        drop_match = self._drop_match
         proto = self._protocol
         receive_dispatch = proto.receive_dispatch
         handlers = self._handlers
@@ -546,11 +546,11 @@ class WebsocketShard(TaskGroupOwner):
                 raw = feed(data, opcode == BINARY)
                 if raw is None:
                     continue  # a message split over websocket messages: its rest is to come
-                if disabled:
-                    peeked = _PEEK(raw)
-                    if peeked is not None and peeked[1] in disabled:
+                if drop_match is not None:
+                    peeked = drop_match(raw)
+                    if peeked is not None:
                         dropped += 1
-                        seq = int(peeked[2])
+                        seq = int(peeked[1])
                         if seq > top:
                             top = seq
                         continue
