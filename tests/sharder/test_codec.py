@@ -1,11 +1,15 @@
-"""Inflaters: zlib-stream, zstd-stream, payload compression, and their limits."""
+"""Codecs: zlib-stream, zstd-stream, payload compression and their limits; JSON."""
 
 from __future__ import annotations
 
+import json
 import zlib
+from typing import Any
 
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sharder._codec import (
     PayloadInflater,
@@ -14,6 +18,7 @@ from sharder._codec import (
     ZstdStreamInflater,
     dumps,
     loads,
+    stdlib_loads,
 )
 from sharder.errors import ProtocolViolation
 
@@ -107,3 +112,51 @@ def test_plain_inflater_returns_messages_as_they_are() -> None:
 def test_json_round_trip_is_compact() -> None:
     assert loads(dumps({"op": 1, "d": None})) == {"op": 1, "d": None}
     assert b" " not in dumps({"op": 1, "d": [1, 2]})
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _outcome(parse: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        return "value", parse(data)
+    except ValueError as exc:
+        return "error", type(exc)
+
+
+@given(
+    _JSON_VALUES,
+    st.sampled_from(["", " ", "\n\t"]),
+    st.sampled_from(["", " ", "x", "{}", "\ufeff"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+    st.booleans(),
+)
+def test_stdlib_loads_parses_and_fails_exactly_as_json_loads(
+    value: Any, space: str, extra: str, encoding: str, leading: bool
+) -> None:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = space + extra + text if leading else text + space + extra
+    data = text.encode(encoding, "surrogatepass")
+    assert _outcome(stdlib_loads, data) == _outcome(json.loads, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"{",
+        b'{"a":}',
+        b'{"a":1',
+        b'"\xff"',
+        b'["\\ud800"]',
+        b'"\xed\xa0\x80"',
+        b"[1]]",
+        b"nul",
+    ],
+)
+def test_stdlib_loads_agrees_with_json_loads_on_edge_cases(data: bytes) -> None:
+    assert _outcome(stdlib_loads, data) == _outcome(json.loads, data)
