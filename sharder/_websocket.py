@@ -117,6 +117,8 @@ class WebSocketClient:
         "_outgoing",
         "_path",
         "_stopped",
+        "_unparsed",
+        "_unparsed_at",
     )
 
     def __init__(
@@ -152,6 +154,8 @@ class WebSocketClient:
         self._outgoing = bytearray()
         self._closed_by_peer = False
         self._close_sent = False
+        self._unparsed: bytes | None = None  # input a limit left for next_messages
+        self._unparsed_at = 0
         self._stopped = False  # closed by peer or failed: parse nothing more
         # (message, close code), not the exception, whose traceback would pin the buffers
         self._failure: tuple[str, int] | None = None
@@ -232,12 +236,17 @@ class WebSocketClient:
 
     # -- receiving ---------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[tuple[int, bytes]]:
-        """Parse everything that is complete; return the messages in order.
+    def receive_data(self, data: bytes, limit: int = 0) -> list[tuple[int, bytes]]:
+        """Parse what is complete; return the messages in order.
 
         Each message is ``(TEXT, payload)``, ``(BINARY, payload)`` or
         ``(CLOSE, body)``; pings are answered through :meth:`data_to_send` and
         pongs dropped. After a close message the rest of the input is ignored.
+
+        With a positive ``limit``, at most that many messages are parsed; the
+        rest of the input waits, neither parsed nor copied, for
+        :meth:`next_messages` (:attr:`has_unparsed` says whether any does), so
+        that a large read's payloads are cut out of it just before they are used.
 
         Raises:
             ProtocolViolation: with ``close_code`` 1002 for a broken frame and
@@ -249,23 +258,47 @@ class WebSocketClient:
         if self._stopped:
             return self._after_stop()
         buf = self._buffer
-        buffered = bool(buf)
-        if buffered:
+        if self._unparsed is not None:  # not expected: a caller that reads before finishing
+            buf += memoryview(self._unparsed)[self._unparsed_at :]
+            self._unparsed = None
+        if buf:
             buf += data
             if len(buf) < self._need:
                 return []
-            view = bytes(buf)
-        else:
-            view = data
+            data = bytes(buf)
+            buf.clear()
+        return self._parse(data, 0, limit)
+
+    @property
+    def has_unparsed(self) -> bool:
+        """Whether input left by a ``limit`` waits for :meth:`next_messages`."""
+        return self._unparsed is not None
+
+    def next_messages(self, limit: int = 0) -> list[tuple[int, bytes]]:
+        """Parse on where a ``limit`` stopped :meth:`receive_data` or an earlier call."""
+        if self._stopped:
+            return self._after_stop()
+        view = self._unparsed
+        if view is None:
+            return []
+        self._unparsed = None
+        return self._parse(view, self._unparsed_at, limit)
+
+    def _parse(self, view: bytes, pos: int, limit: int) -> list[tuple[int, bytes]]:
+        """Parse frames of ``view`` from ``pos``; buffer an incomplete last one."""
         n = len(view)
-        pos = 0
         need = 0
         messages: list[tuple[int, bytes]] = []
         append = messages.append
         max_size = self._max_message_size
         fragmented = self._fragment_opcode
+        room = limit if limit > 0 else n  # every frame takes two bytes at least
         try:
             while True:
+                if len(messages) >= room:
+                    if pos < n:
+                        self._unparsed, self._unparsed_at = view, pos
+                    return messages
                 avail = n - pos
                 if avail < 2:
                     need = 2
@@ -303,20 +336,17 @@ class WebSocketClient:
                     need = end - pos
                     break
                 if self._handle_frame(b0, view[start:end], messages):
-                    buf.clear()
                     return messages
                 fragmented = self._fragment_opcode
                 pos = end
         except ProtocolViolation as exc:
             self._stopped = True
             self._failure = (str(exc), exc.close_code)
-            buf.clear()
+            self._buffer.clear()
             raise
         self._need = need
-        if buffered:
-            del buf[:pos]
-        elif pos < n:
-            buf += memoryview(view)[pos:]
+        if pos < n:
+            self._buffer += memoryview(view)[pos:]
         return messages
 
     def _after_stop(self) -> list[tuple[int, bytes]]:

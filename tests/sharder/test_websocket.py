@@ -75,11 +75,21 @@ def client(max_message_size: int = 64 * 1024 * 1024) -> WebSocketClient:
     return WebSocketClient("gateway.test", "/", max_message_size=max_message_size)
 
 
-def feed_in_chunks(ws: WebSocketClient, data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
+def feed_in_chunks(
+    ws: WebSocketClient, data: bytes, cuts: list[int], limit: int = 0
+) -> list[tuple[int, bytes]]:
+    """Feed ``data`` cut at ``cuts``; with a ``limit``, take each read in batches as the
+    transport does, checking that none is larger."""
     messages = []
     last = 0
     for cut in [*sorted(cuts), len(data)]:
-        messages += ws.receive_data(data[last:cut])
+        batch = ws.receive_data(data[last:cut], limit)
+        while True:
+            assert not limit or len(batch) <= limit
+            messages += batch
+            if not ws.has_unparsed:
+                break
+            batch = ws.next_messages(limit)
         last = cut
     return messages
 
@@ -122,6 +132,46 @@ def test_frame_split_at_every_byte_reassembles() -> None:
         halves = ws.receive_data(MIXED_STREAM[:cut]) + ws.receive_data(MIXED_STREAM[cut:])
         assert halves == MIXED_MESSAGES, cut
         assert parse_client_frames(ws.data_to_send()) == [(PONG, b"hi")]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5])
+def test_a_limit_parses_a_read_in_batches_and_leaves_the_rest_unparsed(limit: int) -> None:
+    ws = client()
+    first = ws.receive_data(MIXED_STREAM, limit)
+    assert first == MIXED_MESSAGES[:limit]
+    assert ws.has_unparsed
+    rest = []
+    while ws.has_unparsed:
+        rest.append(ws.next_messages(limit))
+    assert first + [m for batch in rest for m in batch] == MIXED_MESSAGES
+    assert all(0 < len(batch) <= limit for batch in rest[:-1])
+    assert ws.next_messages(limit) == []
+
+
+def test_a_read_before_the_rest_is_parsed_keeps_the_order() -> None:
+    ws = client()
+    assert ws.receive_data(frame(TEXT, b"1") + frame(TEXT, b"2"), 1) == [(TEXT, b"1")]
+    assert ws.receive_data(frame(TEXT, b"3")) == [(TEXT, b"2"), (TEXT, b"3")]
+    assert not ws.has_unparsed
+
+
+def test_a_ping_left_unparsed_is_answered_once_it_is_parsed() -> None:
+    ws = client()
+    data = frame(TEXT, b"one") + frame(TEXT, b"two") + frame(PING, b"late")
+    assert ws.receive_data(data, 1) == [(TEXT, b"one")]
+    assert ws.data_to_send() == b""
+    assert ws.next_messages(5) == [(TEXT, b"two")]
+    assert parse_client_frames(ws.data_to_send()) == [(PONG, b"late")]
+
+
+def test_a_broken_frame_after_a_batch_spares_the_messages_before_it() -> None:
+    ws = client()
+    data = frame(TEXT, b"good") + frame(TEXT, b"also good") + frame(TEXT, b"x", rsv=1)
+    assert ws.receive_data(data, 2) == [(TEXT, b"good"), (TEXT, b"also good")]
+    with pytest.raises(ProtocolViolation):
+        ws.next_messages(2)
+    with pytest.raises(ProtocolViolation):
+        ws.receive_data(frame(TEXT, b"more"))
 
 
 def test_stream_fed_one_byte_at_a_time_reassembles() -> None:
@@ -492,6 +542,7 @@ def test_random_frame_sequences_in_random_chunks_yield_expected_messages(
     expected_messages = [message for item in items for message in item[1]]
     expected_pongs = [pong for item in items for pong in item[2]]
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=20), label="chunk cuts")
+    limit = data.draw(st.integers(0, 4), label="messages per batch (0: all)")
     ws = client()
-    assert feed_in_chunks(ws, wire, cuts) == expected_messages
+    assert feed_in_chunks(ws, wire, cuts, limit) == expected_messages
     assert parse_client_frames(ws.data_to_send()) == expected_pongs
