@@ -61,9 +61,9 @@ class Latencies:
 
         parse = _websocket.WebSocketClient.receive_data
 
-        def receive_data(client: _websocket.WebSocketClient, data: bytes) -> Any:
+        def receive_data(client: _websocket.WebSocketClient, data: bytes, limit: int = 0) -> Any:
             self.arrival = time.monotonic_ns()
-            return parse(client, data)
+            return parse(client, data, limit)
 
         _websocket.WebSocketClient.receive_data = receive_data  # type: ignore[method-assign,assignment]
 
