@@ -197,8 +197,9 @@ class PluginWorker:
             self._append_spilled(item)
         else:
             self.queue.append(item)
-        # A lifecycle event (no session) comes from no shard's reading.
-        shard = self.shards.get(item[2]) if item[3] is not None else None  # type: ignore[arg-type]
+        shard_id, shard = item[2], None
+        if item[3] is not None and shard_id is not None:  # not a lifecycle event
+            shard = self.shards.get(shard_id)
         if shard is not None and shard not in self._paused:
             self._paused.add(shard)
             shard.pause_reading()

@@ -16,11 +16,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable
+from typing import TypeAlias
 
 __all__ = ["DropMatch", "drop_matcher"]
 
 DropMatch = Callable[[bytes], "re.Match[bytes] | None"]
 """Matches the start of a disabled dispatch; group 1 is its sequence."""
+
+_Node: TypeAlias = dict[int, "_Node"]
+"""A trie node: the next letters (byte values), and -1 where a word ends."""
 
 
 @functools.lru_cache(maxsize=32)
@@ -34,7 +38,7 @@ def drop_matcher(names: frozenset[bytes]) -> DropMatch | None:
 
 def _trie(words: Iterable[bytes]) -> bytes:
     """An alternation matching exactly ``words``, branching one letter at a time."""
-    root: dict[int, dict] = {}  # type: ignore[type-arg]  # a recursive mapping
+    root: _Node = {}
     for word in words:
         node = root
         for letter in word:
@@ -43,7 +47,7 @@ def _trie(words: Iterable[bytes]) -> bytes:
     return _branches(root)
 
 
-def _branches(node: dict[int, dict]) -> bytes:  # type: ignore[type-arg]
+def _branches(node: _Node) -> bytes:
     ends = -1 in node
     branches = [
         re.escape(bytes([letter])) + _branches(node[letter])
