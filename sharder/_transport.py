@@ -127,7 +127,9 @@ class WebSocketConnection:
         self._stream = stream
         self._ws = ws
         self._leftover = leftover  # frame bytes that came with the handshake response
-        self._send_lock = anyio.Lock()
+        # Uncontended (the common case: one heartbeat or command at a time), taking it
+        # need not yield to the loop: the send right after is a checkpoint anyway.
+        self._send_lock = anyio.Lock(fast_acquire=True)
         self._closing = False
         self._reading = False
         self._send_broken = False  # a send was interrupted mid-frame: stream unusable
