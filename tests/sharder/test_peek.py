@@ -26,7 +26,8 @@ def test_drop_matcher_matches_a_dispatch_exactly_when_its_name_is_disabled(
     assert match is not None
     found = match(payload)
     if name in disabled:
-        assert found is not None and int(found[1]) == seq
+        assert found is not None
+        assert int(found[1]) == seq
     else:
         assert found is None
 
