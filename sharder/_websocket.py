@@ -298,6 +298,7 @@ class WebSocketClient:
                 if len(messages) >= room:
                     if pos < n:
                         self._unparsed, self._unparsed_at = view, pos
+                        self._need = 0  # what is left may hold whole frames
                     return messages
                 avail = n - pos
                 if avail < 2:

@@ -150,7 +150,10 @@ def test_a_limit_parses_a_read_in_batches_and_leaves_the_rest_unparsed(limit: in
 
 def test_a_read_before_the_rest_is_parsed_keeps_the_order() -> None:
     ws = client()
-    assert ws.receive_data(frame(TEXT, b"1") + frame(TEXT, b"2"), 1) == [(TEXT, b"1")]
+    big = frame(TEXT, b"b" * 1000)
+    assert ws.receive_data(big[:10]) == []  # waits for the rest of a 1,004-byte frame
+    rest = big[10:] + frame(TEXT, b"1") + frame(TEXT, b"2")
+    assert ws.receive_data(rest, 2) == [(TEXT, b"b" * 1000), (TEXT, b"1")]
     assert ws.receive_data(frame(TEXT, b"3")) == [(TEXT, b"2"), (TEXT, b"3")]
     assert not ws.has_unparsed
 
