@@ -132,7 +132,7 @@ def _outcome(parse: Any, data: bytes) -> tuple[str, Any]:
     _JSON_VALUES,
     st.sampled_from(["", " ", "\n\t"]),
     st.sampled_from(["", " ", "x", "{}", "\ufeff"]),
-    st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32-be"]),
     st.booleans(),
 )
 def test_stdlib_loads_parses_and_fails_exactly_as_json_loads(
