@@ -123,8 +123,13 @@ class Suite:
         *,
         json_library: str = "orjson",
         timeout: float = 300.0,
+        tree: Path = ROOT,
     ) -> dict[str, Any]:
-        """Run ``benchmarks.<task>`` (``module:function``) in a fresh process; its result."""
+        """Run ``benchmarks.<task>`` (``module:function``) in a fresh process; its result.
+
+        ``tree``: the checkout whose code the worker imports (``benchmarks.compare``
+        runs another commit's workers against this one's server).
+        """
         request = {"task": task, "params": params, "json": json_library, "cpu": client_cpu()}
         started = time.monotonic()
         try:
@@ -132,7 +137,7 @@ class Suite:
                 [sys.executable, "-m", "benchmarks._worker", json.dumps(request)],
                 capture_output=True,
                 text=True,
-                cwd=ROOT,
+                cwd=tree,
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired as exc:

@@ -73,3 +73,36 @@ def test_spill_benchmark_measures_a_smaller_backlog_on_disk_than_in_memory() -> 
     assert spilled["bytes_per_event"] * 5 < in_memory["bytes_per_event"]
     assert spilled["read_back_us"] > 0
     assert in_memory["read_back_us"] is None
+
+
+def test_compare_runs_both_trees_alternately_and_measures_each(tmp_path: Path) -> None:
+    # This tree against itself (a second path to it): every row must hold a measurement.
+    baseline = tmp_path / "baseline"
+    baseline.symlink_to(ROOT, target_is_directory=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", str(baseline), "--quick", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(json.loads(x) for x in done.stdout.splitlines() if x.startswith("{"))
+    assert set(line["rows"]) == {
+        f"{path} [orjson] {tree}"
+        for path in ("listener", "runtime")
+        for tree in ("baseline", "this tree")
+    }
+    assert all(row["ratio"] > 0 and row["cpu_us_per_event"] > 0 for row in line["rows"].values())
+
+
+def test_compare_refuses_a_folder_that_is_not_a_checkout(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", str(tmp_path), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "is not a botrun checkout" in done.stderr
