@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -234,6 +234,25 @@ def _beats(discord: FakeDiscord, shard_id: int, since: float, until: float) -> i
     return sum(1 for e in discord.entries("heartbeat_ack", shard_id) if since <= e.time <= until)
 
 
+def _stuck_and_recorder(tmp_path: Path, **options: Any) -> AbstractAsyncContextManager[RunningBot]:
+    """A bot with a stuck plugin and a recorder, two shards, a backlog of 5."""
+    plugins = {"stuck": STUCK, "rec": RECORDER}
+    return running_bot(tmp_path, plugins, shards=2, heartbeat_timeout=1.0, backlog=5, **options)
+
+
+async def _flood_both_shards(discord: FakeDiscord) -> None:
+    for shard_id in (0, 1):
+        await discord.dispatch_many(shard_id, message_events(f"s{shard_id}-", 0, 100))
+
+
+def _all_in_order(seen: list[tuple[int, str]]) -> bool:
+    """Whether ``seen`` holds both shards' 100 events, each shard's in order."""
+    return all(
+        [c for s, c in seen if s == shard_id] == [f"s{shard_id}-{i}" for i in range(100)]
+        for shard_id in (0, 1)
+    )
+
+
 # ---------------------------------------------------------------- shutdown
 
 
@@ -342,27 +361,17 @@ async def test_in_thread_keeps_heartbeats_flowing_while_a_handler_blocks_for_2_s
 async def test_drop_oldest_never_stalls_another_plugin_nor_any_heartbeat(
     tmp_path: Path, info_logs: pytest.LogCaptureFixture
 ) -> None:
-    plugins = {"stuck": STUCK, "rec": RECORDER}
-    async with running_bot(
-        tmp_path,
-        plugins,
-        shards=2,
-        heartbeat_timeout=1.0,
-        backlog=5,
-        overflow="drop_oldest",
-        shutdown_grace=0.3,
-    ) as running:
+    async with _stuck_and_recorder(tmp_path, overflow="drop_oldest", shutdown_grace=0.3) as running:
         discord = running.discord
         since = anyio.current_time()
-        for shard_id in (0, 1):
-            await discord.dispatch_many(shard_id, message_events(f"s{shard_id}-", 0, 100))
+        await _flood_both_shards(discord)
         rec = running.plugin("rec")
         await poll_until(lambda: len(rec.seen) >= 200, 5)
         await anyio.sleep(1.5)  # the stuck plugin is still stuck
         until = anyio.current_time()
         stats = running.bot.router.stats() if running.bot.router is not None else {}
+    assert _all_in_order(rec.seen)
     for shard_id in (0, 1):
-        assert [c for s, c in rec.seen if s == shard_id] == [f"s{shard_id}-{i}" for i in range(100)]
         assert _beats(discord, shard_id, since, until) >= 6
     assert stats["stuck"]["dropped"] >= 190
     assert any("'stuck' is falling behind" in r.getMessage() for r in info_logs.records)
@@ -374,15 +383,11 @@ async def test_drop_oldest_never_stalls_another_plugin_nor_any_heartbeat(
 async def test_wait_spills_a_stuck_plugins_events_to_disk_and_never_stalls_another_plugin(
     tmp_path: Path, info_logs: pytest.LogCaptureFixture
 ) -> None:
-    plugins = {"stuck": STUCK, "rec": RECORDER}
-    async with running_bot(
-        tmp_path, plugins, shards=2, heartbeat_timeout=1.0, backlog=5, overflow="wait"
-    ) as running:
+    async with _stuck_and_recorder(tmp_path, overflow="wait") as running:
         discord, router = running.discord, running.bot.router
         assert router is not None
         since = anyio.current_time()
-        for shard_id in (0, 1):
-            await discord.dispatch_many(shard_id, message_events(f"s{shard_id}-", 0, 100))
+        await _flood_both_shards(discord)
         stuck, rec = running.plugin("stuck"), running.plugin("rec")
         # The other plugin gets every event while the stuck one has not finished one.
         await poll_until(lambda: len(rec.seen) >= 200, 5)
@@ -399,11 +404,8 @@ async def test_wait_spills_a_stuck_plugins_events_to_disk_and_never_stalls_anoth
     for shard_id in (0, 1):
         assert _beats(discord, shard_id, since, until) >= 5
     assert not [e for e in discord.timeline if e.kind == "server_close"]
-    for plugin in (rec.seen, stuck.got):  # none lost, none reordered
-        for shard_id in (0, 1):
-            assert [c for s, c in plugin if s == shard_id] == [
-                f"s{shard_id}-{i}" for i in range(100)
-            ]
+    assert _all_in_order(rec.seen)  # none lost, none reordered
+    assert _all_in_order(stuck.got)
     assert any(
         "'stuck' is falling behind: its backlog of 5 is full, further events wait on disk"
         in r.getMessage()
@@ -414,19 +416,9 @@ async def test_wait_spills_a_stuck_plugins_events_to_disk_and_never_stalls_anoth
 async def test_wait_without_a_spill_holds_events_without_losing_any_and_heartbeats_go_on(
     tmp_path: Path,
 ) -> None:
-    plugins = {"stuck": STUCK, "rec": RECORDER}
-    async with running_bot(
-        tmp_path,
-        plugins,
-        shards=2,
-        heartbeat_timeout=1.0,
-        backlog=5,
-        overflow="wait",
-        spill_limit=0,
-    ) as running:
+    async with _stuck_and_recorder(tmp_path, overflow="wait", spill_limit=0) as running:
         discord = running.discord
-        for shard_id in (0, 1):
-            await discord.dispatch_many(shard_id, message_events(f"s{shard_id}-", 0, 100))
+        await _flood_both_shards(discord)
         since = anyio.current_time()
         await anyio.sleep(3.0)  # the stuck plugin's queue is full: both shards stop reading
         until = anyio.current_time()
@@ -442,11 +434,8 @@ async def test_wait_without_a_spill_holds_events_without_losing_any_and_heartbea
     assert not [e for e in discord.timeline if e.kind == "server_close"]
     assert len(discord.entries("identify")) == 2
     assert held < 200  # events really were held back...
-    for plugin in (rec.seen, stuck.got):  # ...and none was lost or reordered
-        for shard_id in (0, 1):
-            assert [c for s, c in plugin if s == shard_id] == [
-                f"s{shard_id}-{i}" for i in range(100)
-            ]
+    assert _all_in_order(rec.seen)  # ...and none was lost or reordered
+    assert _all_in_order(stuck.got)
 
 
 # ---------------------------------------------------------------- the process
