@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The driver (``shard.py``) owns sockets and the clock; this module owns every
 decision. The driver feeds it decoded payloads (``receive`` / ``receive_dispatch``),
-timer expiries (``handle_timer(now)`` at ``get_timer()``), identify grants and
+timer expiries (``handle_timer(now)`` within ``get_timer_window()``), identify grants and
 connection losses, and carries out the actions it queues in ``actions``:
 
 * ``SendPayload``: write a gateway payload (always a priority command here);
@@ -19,8 +19,7 @@ resumable codes resume, 4003/4007/4009 identify anew, 4004 and 4010-4014 stop.
 Timers are windows (``get_timer_window``): a heartbeat may be sent up to
 ``heartbeat_slack`` seconds before it is due (a fortieth of the interval, at most
 a second), so that a driver running many shards can send the beats that fall
-due close together in one wake-up; timeouts are exact. ``get_timer`` is the
-window's end: the time by which ``handle_timer`` must run.
+due close together in one wake-up; timeouts are exact.
 
 Heartbeats follow Discord's rules (first beat jittered, then every interval) with
 one refinement against false zombie verdicts: when a beat falls due and the last
@@ -219,11 +218,6 @@ class GatewayProtocol:
             return None
         return Session(self.session_id, self.sequence, self.resume_url)
 
-    def get_timer(self) -> float | None:
-        """The time by which ``handle_timer`` must run (None: no deadline pending)."""
-        window = self.get_timer_window()
-        return None if window is None else window[1]
-
     def get_timer_window(self) -> tuple[float, float] | None:
         """``(earliest, latest)``: from ``earliest`` on, ``handle_timer`` has something to do,
         and it must run by ``latest`` (None: no deadline pending).
@@ -290,22 +284,12 @@ class GatewayProtocol:
             self._on_resumed(payload)
         return True
 
-    def skip_dispatch(self, seq: int) -> bool:
-        """Record a dispatch dropped before parsing (a disabled event); False if a duplicate."""
-        self.received += 1
-        self._dispatches += 1
-        last = self.sequence
-        if last is not None and seq <= last:
-            return False
-        self.sequence = seq
-        return True
-
     def skip_dispatches(self, count: int, highest: int) -> None:
         """Record ``count`` dispatches dropped before parsing, ``highest`` their top sequence.
 
-        The same as ``skip_dispatch`` for each in turn: a dropped dispatch only counts
-        as received and moves the sequence forward, never back (a replayed duplicate
-        does not move it), so a run of them comes down to its count and its maximum.
+        A dropped dispatch (a disabled event) only counts as received and moves the
+        sequence forward, never back (a replayed duplicate does not move it), so a
+        run of them comes down to its count and its maximum.
         """
         self.received += count
         self._dispatches += count

@@ -14,10 +14,10 @@ Two implementations of one interface:
 * :class:`HookIdentifyQueue`: asks an ``identify_hook`` before every identify,
   so that another process (a cluster manager) can own the queue.
 
-A queue may also have ``identified(shard_id)``, which a shard calls once its
-IDENTIFY has left: the local controller starts the bucket's next ``timeout``
-from then, not from its grant, so that a loop busy between the two can never
-bring a bucket's identifies closer together than ``timeout`` on the server.
+A shard calls ``identified(shard_id)`` once its IDENTIFY has left: the local
+controller starts the bucket's next ``timeout`` from then, not from its grant,
+so that a loop busy between the two can never bring a bucket's identifies
+closer together than ``timeout`` on the server.
 
 :class:`ConnectGate` orders the connections: a shard about to identify opens
 its websocket only when it is among the next few in the identify schedule
@@ -61,6 +61,9 @@ class IdentifyQueue(Protocol):
 
     async def acquire(self, shard_id: int) -> None:
         """Return when ``shard_id`` may send IDENTIFY now."""
+
+    def identified(self, shard_id: int) -> None:
+        """``shard_id``'s IDENTIFY, granted by ``acquire``, has been written."""
 
 
 class _Bucket:
@@ -194,6 +197,9 @@ class HookIdentifyQueue:
                 await anyio.sleep(delay)
             if not answer.get("ask"):
                 return
+
+    def identified(self, shard_id: int) -> None:
+        """Nothing to do: the hook's owner keeps the schedule."""
 
 
 class ConnectGate:

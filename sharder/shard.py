@@ -75,6 +75,8 @@ logger = logging.getLogger("sharder")
 
 DEFAULT_URL: Final = "wss://gateway.discord.gg"
 _READY_EVENTS: Final = {"READY": "ready", "RESUMED": "resumed"}
+_NO_WINDOW: Final = (math.inf, math.inf)
+"""A timer window that never opens (the protocol has no deadline pending)."""
 _COLLECTED: Final = frozenset(
     {"GUILD_MEMBERS_CHUNK", "RATE_LIMITED", "VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE"}
 )
@@ -638,11 +640,8 @@ class WebsocketShard(TaskGroupOwner):
         timer = self._timer = self._timers.timer()
         try:
             while True:
-                window = proto.get_timer_window()
-                if window is None:
-                    await timer.wait(math.inf, math.inf)  # until _rearm_timer moves it
-                else:
-                    await timer.wait(*window)
+                # No window: wait until _rearm_timer gives one.
+                await timer.wait(*(proto.get_timer_window() or _NO_WINDOW))
                 proto.handle_timer(anyio.current_time())
                 await self._flush()
         finally:
@@ -651,11 +650,7 @@ class WebsocketShard(TaskGroupOwner):
     def _rearm_timer(self) -> None:
         timer = self._timer
         if timer is not None and timer.waiting:
-            window = self._protocol.get_timer_window()
-            if window is None:
-                timer.move(math.inf, math.inf)
-            else:
-                timer.move(*window)
+            timer.move(*(self._protocol.get_timer_window() or _NO_WINDOW))
 
     async def _flush(self) -> None:
         """Carry out what the protocol asked for."""
@@ -695,9 +690,7 @@ class WebsocketShard(TaskGroupOwner):
         await self._queue.acquire(self.id)
         if self._protocol.identify_granted(anyio.current_time()):
             await self._flush()
-        identified = getattr(self._queue, "identified", None)
-        if identified is not None:
-            identified(self.id)  # the bucket's next slot counts from now
+        self._queue.identified(self.id)  # the bucket's next slot counts from now
         # The shard leaves the connect gate on READY (or when the connection ends): the
         # next shards' handshakes then come after this wave, not between its IDENTIFYs.
 

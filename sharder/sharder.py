@@ -154,8 +154,11 @@ class InternalSharder(TaskGroupOwner):
         # First the shards that connect now, then the ones that wait for their turn, a
         # batch per loop iteration: the first wave's HELLO and IDENTIFY need not wait
         # behind a thousand tasks starting.
-        now = [s for s in starting if s.session is not None or gate.is_admitted(s.id)]
-        later = [s for s in starting if s.session is None and not gate.is_admitted(s.id)]
+        now: list[WebsocketShard] = []
+        later: list[WebsocketShard] = []
+        for shard in starting:
+            connects_now = shard.session is not None or gate.is_admitted(shard.id)
+            (now if connects_now else later).append(shard)
         async with anyio.create_task_group() as starting_now:
             for shard in now:
                 starting_now.start_soon(tg.start, shard.run)
