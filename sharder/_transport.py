@@ -52,9 +52,10 @@ cost milliseconds), and the payloads have left the CPU cache by the time a
 worker touches them. In slices of 64, with a checkpoint between them, workers,
 heartbeats and other shards run in between and each slice's garbage dies young.
 Framing a slice only when it is due (rather than the whole read at once, which
-held a copy of every payload of the read meanwhile) gained 2 to 4 points of the
-decode floor end to end, where the replay server's copying on the other CPU
-competes for the cache (``benchmarks``; no difference in process).
+held a copy of every payload of the read meanwhile) gained 1.7 to 6 points of
+the decode floor on the listener paths end to end, where the replay server's
+copying on the other CPU competes for the cache (``python -m benchmarks.compare``;
+no difference in process).
 """
 
 _STREAM_ERRORS: Final = (
