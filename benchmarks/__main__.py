@@ -48,7 +48,15 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "frame_scan": _frame_scan(),
     }
+
+
+def _frame_scan() -> str:
+    """Which data-frame scan botrun's websocket parser runs: the C extension or Python."""
+    from sharder import _websocket
+
+    return "Python" if _websocket.scan_frames is _websocket._scan_frames_in_python else "C"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,8 @@ MAX_EARLY: Final = 1.0
 MAX_FAILED_RESUMES: Final = 2
 """Resumes that may fail in a row before falling back to IDENTIFY (no endless loop)."""
 
+_SESSION_EVENTS: Final = frozenset({"READY", "RESUMED"})
+
 _CLOSE_DESCRIPTIONS: Final = {
     4004: "authentication failed: the bot token is invalid",
     4010: "invalid shard: the shard id or count is wrong",
@@ -187,12 +189,19 @@ class GatewayProtocol:
         self.heartbeat_slack = 0.0
         """Seconds by which a heartbeat may go before it is due (set from HELLO)."""
         self.latency: float | None = None
-        self.received = 0
-        """Payloads processed on this connection: proof of life for the zombie check."""
         self._dispatches = 0
+        """Dispatches processed, on every connection (a resume's replay is counted from it)."""
+        self._others = 0
+        """Payloads of other opcodes processed, on every connection."""
+        self._connected_mark = 0
         self._failed_resumes = 0
         self._planned: Reconnect | None = None
         self._reset_connection_state()
+
+    @property
+    def received(self) -> int:
+        """Payloads processed on this connection: proof of life for the zombie check."""
+        return self._dispatches + self._others - self._connected_mark
 
     def _reset_connection_state(self) -> None:
         self._hello_deadline: float | None = None
@@ -255,34 +264,35 @@ class GatewayProtocol:
         """A websocket is open: wait for HELLO."""
         self._reset_connection_state()
         self.phase = Phase.AWAITING_HELLO
-        self.received = 0
+        self._connected_mark = self._dispatches + self._others
         self.paused = False
         self._planned = None
         self._hello_deadline = now + self.hello_timeout
 
-    def receive_dispatch(self, payload: dict[str, Any]) -> bool:
-        """Record an op 0 payload; True if listeners should see it (not a replayed duplicate).
+    def receive_dispatch(self, payload: dict[str, Any]) -> str | None:
+        """Record an op 0 payload; its event name if listeners should see it, None if it
+        is a replayed duplicate.
 
-        This is the per-event hot path: no clock, no allocation.
+        This is the per-event hot path: no clock, no allocation, as few steps as it takes.
         """
-        self.received += 1
         self._dispatches += 1
         seq = payload.get("s")
-        if seq is not None:
-            if type(seq) is not int:
-                raise ProtocolViolation(f"dispatch sequence is not an integer: {seq!r}")
+        if seq.__class__ is int:  # bool is not: its class is bool
             last = self.sequence
             if last is not None and seq <= last:
-                return False
+                return None
             self.sequence = seq
+        elif seq is not None:
+            raise ProtocolViolation(f"dispatch sequence is not an integer: {seq!r}")
         name = payload.get("t")
-        if type(name) is not str:
+        if name.__class__ is not str:
             raise ProtocolViolation(f"dispatch event name is not a string: {name!r}")
-        if name == "READY":
-            self._on_ready(payload.get("d"))
-        elif name == "RESUMED":
-            self._on_resumed(payload)
-        return True
+        if name in _SESSION_EVENTS:
+            if name == "READY":
+                self._on_ready(payload.get("d"))
+            else:
+                self._on_resumed(payload)
+        return name
 
     def skip_dispatches(self, count: int, highest: int) -> None:
         """Record ``count`` dispatches dropped before parsing, ``highest`` their top sequence.
@@ -291,7 +301,6 @@ class GatewayProtocol:
         sequence forward, never back (a replayed duplicate does not move it), so a
         run of them comes down to its count and its maximum.
         """
-        self.received += count
         self._dispatches += count
         last = self.sequence
         if last is None or highest > last:
@@ -301,8 +310,8 @@ class GatewayProtocol:
         """Handle any payload; True if it is a dispatch for listeners."""
         op = payload.get("op")
         if op == OpCode.DISPATCH:
-            return self.receive_dispatch(payload)
-        self.received += 1
+            return self.receive_dispatch(payload) is not None
+        self._others += 1
         if op == OpCode.HEARTBEAT_ACK:
             self._on_heartbeat_ack(now)
         elif op == OpCode.HEARTBEAT:

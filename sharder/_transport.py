@@ -42,7 +42,8 @@ payloads are cut out of it just before they are used.
 """
 
 MAX_BATCH: Final = 64
-"""Messages :meth:`WebSocketConnection.receive` returns per call; the rest wait.
+"""Frames :meth:`WebSocketConnection.receive` parses per call (so at most as many
+messages); the rest wait.
 
 A 256 KiB read holds about 900 events. Handed over all at once, their payloads
 would all be parsed before any plugin worker ran, and would pile up in the

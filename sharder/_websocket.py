@@ -2,13 +2,14 @@
 
 This is the hot receive path of the gateway (every event of every shard passes
 through :meth:`WebSocketClient.receive_data`), so the parser is written for one
-case above all others: a complete, unfragmented, unmasked text or binary frame
-with a 7- or 16-bit length. Per ``receive_data`` call the buffer is copied once
-into an immutable snapshot (slicing ``bytes`` is one copy, slicing ``bytearray``
-then converting is two) and trimmed once at the end; per frame the loop does
-a few local index reads, one payload slice and one tuple. Everything else
-(control frames, fragments, errors) goes through methods that the common case
-never calls.
+case above all others: a run of complete, unfragmented, unmasked text or binary
+frames. That run is taken by :func:`scan_frames`, in C when the optional
+``sharder._framing`` extension is built (a Python loop with the same contract
+otherwise): per frame a few byte reads, one payload copy and one tuple. Per
+``receive_data`` call the buffer is copied once into an immutable snapshot
+(slicing ``bytes`` is one copy, slicing ``bytearray`` then converting is two)
+and trimmed once at the end. Everything else (control frames, fragments,
+errors) is parsed and validated here, one frame at a time.
 
 Deliberate omissions: no extensions are offered (so RSV bits are always an
 error) and text payloads are not UTF-8 validated (the caller decodes JSON
@@ -21,7 +22,7 @@ import base64
 import hashlib
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from .errors import HandshakeError, ProtocolViolation
@@ -43,6 +44,65 @@ _unpack_u64 = struct.Struct(">Q").unpack_from
 _pack_16 = struct.Struct(">BBH").pack
 _pack_64 = struct.Struct(">BBQ").pack
 _urandom = os.urandom
+
+
+def _scan_frames_in_python(
+    data: bytes, pos: int, frames: int, max_size: int, out: list[tuple[int, bytes]]
+) -> tuple[int, int, int]:
+    """Append ``(opcode, payload)`` of up to ``frames`` whole data frames from ``pos``.
+
+    Takes consecutive whole, unmasked, unfragmented text or binary frames of at
+    most ``max_size`` bytes; stops at any other frame (left to the caller) and
+    returns ``(pos, need, parsed)``: where it stopped, the bytes from there that a
+    frame cut short needs (0 if none) and how many frames it took. The C
+    extension's ``scan_frames`` does exactly this.
+    """
+    n = len(data)
+    append = out.append
+    need = parsed = 0
+    for parsed in range(frames):  # noqa: B007 - read after a break: the frames taken
+        try:  # a header cut short raises, once per read, instead of a check per frame
+            b0 = data[pos]
+            length = data[pos + 1]
+        except IndexError:
+            need = 2
+            break
+        if (b0 != 0x81 and b0 != 0x82) or length & 0x80:
+            break
+        if length < 126:
+            start = pos + 2
+        elif length == 126:
+            try:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+            except IndexError:
+                need = 4
+                break
+            start = pos + 4
+        else:
+            try:
+                length = _unpack_u64(data, pos + 2)[0]
+            except struct.error:
+                need = 10
+                break
+            start = pos + 10
+        if length > max_size:
+            break
+        end = start + length
+        if end > n:
+            need = end - pos
+            break
+        append((b0 & 0x0F, data[start:end]))
+        pos = end
+    else:
+        parsed = frames
+    return pos, need, parsed
+
+
+scan_frames: Callable[[bytes, int, int, int, list[tuple[int, bytes]]], tuple[int, int, int]]
+try:
+    from ._framing import scan_frames
+except ImportError:  # pragma: no cover - the extension is optional (no compiler at install)
+    scan_frames = _scan_frames_in_python
 
 
 def parse_close(body: bytes) -> tuple[int | None, str]:
@@ -243,7 +303,8 @@ class WebSocketClient:
         ``(CLOSE, body)``; pings are answered through :meth:`data_to_send` and
         pongs dropped. After a close message the rest of the input is ignored.
 
-        With a positive ``limit``, at most that many messages are parsed; the
+        With a positive ``limit``, at most that many frames are parsed (so at
+        most that many messages; control frames and fragments count too); the
         rest of the input waits, neither parsed nor copied, for
         :meth:`next_messages` (:attr:`has_unparsed` says whether any does), so
         that a large read's payloads are cut out of it just before they are used.
@@ -285,18 +346,26 @@ class WebSocketClient:
         return self._parse(view, self._unparsed_at, limit)
 
     def _parse(self, view: bytes, pos: int, limit: int) -> list[tuple[int, bytes]]:
-        """Parse frames of ``view`` from ``pos``; buffer an incomplete last one."""
+        """Parse frames of ``view`` from ``pos``; buffer an incomplete last one.
+
+        Runs of whole data frames go to :func:`scan_frames`; any other frame (or
+        every frame while a fragmented message is open) is parsed and validated
+        here, then the scan goes on after it.
+        """
         n = len(view)
         need = 0
         messages: list[tuple[int, bytes]] = []
-        append = messages.append
         max_size = self._max_message_size
-        fragmented = self._fragment_opcode
-        room = limit if limit > 0 else n  # every frame takes two bytes at least
+        frames = limit if limit > 0 else n  # without a limit: a frame takes 2 bytes at least
         try:
             while True:
-                if len(messages) >= room:
-                    if pos < n:
+                if not self._fragment_opcode:
+                    pos, need, parsed = scan_frames(view, pos, frames, max_size, messages)
+                    frames -= parsed
+                    if need:
+                        break
+                if not frames:
+                    if pos < n:  # stopped at the limit: the rest waits for next_messages
                         self._unparsed, self._unparsed_at = view, pos
                         self._need = 0  # what is left may hold whole frames
                     return messages
@@ -322,23 +391,14 @@ class WebSocketClient:
                     start = pos + 10
                 else:
                     raise ProtocolViolation("server frames must not be masked")
-                end = start + length
-                if (b0 == 0x81 or b0 == 0x82) and not fragmented:
-                    if length > max_size:
-                        raise ProtocolViolation(_too_big(length, max_size), 1009)
-                    if end > n:
-                        need = end - pos
-                        break
-                    append((b0 & 0x0F, view[start:end]))
-                    pos = end
-                    continue
                 self._check_frame_header(b0, length)
+                end = start + length
                 if end > n:
                     need = end - pos
                     break
+                frames -= 1
                 if self._handle_frame(b0, view[start:end], messages):
                     return messages
-                fragmented = self._fragment_opcode
                 pos = end
         except ProtocolViolation as exc:
             self._stopped = True

@@ -540,8 +540,9 @@ class WebsocketShard(TaskGroupOwner):
         call = self._call
         dropped = 0  # disabled dispatches the protocol has not heard of yet
         top = -1  # the highest sequence among them
+        rest = iter(messages)
         try:
-            for index, (opcode, data) in enumerate(messages):
+            for opcode, data in rest:
                 if opcode == CLOSE:
                     self._server_close = parse_close(data)
                     return []
@@ -566,9 +567,9 @@ class WebsocketShard(TaskGroupOwner):
                         f"payload is not a JSON object but {type(payload).__name__}"
                     )
                 if payload.get("op") == 0:
-                    if receive_dispatch(payload):
+                    name = receive_dispatch(payload)
+                    if name is not None:  # not a replayed duplicate
                         # To the ``event`` listeners, then to those of its name.
-                        name = payload["t"]
                         if name in _READY_EVENTS or self._collectors:
                             self._deliver_special(name, payload)
                             continue
@@ -580,7 +581,7 @@ class WebsocketShard(TaskGroupOwner):
                             call(listeners, payload["d"], name)
                     continue
                 self._handle_control(payload)
-                return messages[index + 1 :]
+                return list(rest)
             return []
         finally:
             if dropped:

@@ -12,8 +12,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sharder._websocket
 from sharder._websocket import BINARY, CLOSE, TEXT, WebSocketClient, parse_close
 from sharder.errors import HandshakeError, ProtocolViolation
+
+try:
+    from sharder._framing import scan_frames as scan_frames_in_c
+except ImportError:  # not built: only the Python loop is there to test
+    scan_frames_in_c = None
+
+SCANNERS = {"python": sharder._websocket._scan_frames_in_python, "c": scan_frames_in_c}
+
+
+@pytest.fixture(autouse=True, params=sorted(SCANNERS))
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs with each implementation of the data-frame scan."""
+    scan = SCANNERS[request.param]
+    if scan is None:
+        pytest.skip("the C extension sharder._framing is not built")
+    monkeypatch.setattr(sharder._websocket, "scan_frames", scan)
+
 
 PING = 9
 PONG = 10
@@ -134,18 +152,27 @@ def test_frame_split_at_every_byte_reassembles() -> None:
         assert parse_client_frames(ws.data_to_send()) == [(PONG, b"hi")]
 
 
+MIXED_FRAMES = 10
+
+
 @pytest.mark.parametrize("limit", [1, 2, 5])
-def test_a_limit_parses_a_read_in_batches_and_leaves_the_rest_unparsed(limit: int) -> None:
+def test_a_limit_parses_a_read_in_batches_of_frames_and_leaves_the_rest_unparsed(
+    limit: int,
+) -> None:
     ws = client()
     first = ws.receive_data(MIXED_STREAM, limit)
-    assert first == MIXED_MESSAGES[:limit]
+    assert first == MIXED_MESSAGES[: min(limit, 2)]  # a ping follows the first two
     assert ws.has_unparsed
     rest = []
     while ws.has_unparsed:
         rest.append(ws.next_messages(limit))
     assert first + [m for batch in rest for m in batch] == MIXED_MESSAGES
-    assert all(0 < len(batch) <= limit for batch in rest[:-1])
+    # A batch is ``limit`` frames (control frames and fragments count): never more
+    # messages than that, and the stream is done in as many batches as that takes.
+    assert all(len(batch) <= limit for batch in rest)
+    assert 1 + len(rest) == -(-MIXED_FRAMES // limit)
     assert ws.next_messages(limit) == []
+    assert parse_client_frames(ws.data_to_send()) == [(PONG, b"hi")]
 
 
 def test_a_read_before_the_rest_is_parsed_keeps_the_order() -> None:
@@ -549,3 +576,40 @@ def test_random_frame_sequences_in_random_chunks_yield_expected_messages(
     ws = client()
     assert feed_in_chunks(ws, wire, cuts, limit) == expected_messages
     assert parse_client_frames(ws.data_to_send()) == expected_pongs
+
+
+@st.composite
+def frame_soup(draw: st.DrawFn) -> bytes:
+    """Frames good and bad (any first byte, masked, every length form), maybe cut short."""
+    parts = []
+    for _ in range(draw(st.integers(0, 8))):
+        first = draw(st.sampled_from([0x81, 0x82, 0x01, 0x80, 0x88, 0x89, 0x8A, 0xC1, 0x03]))
+        payload = draw(st.binary(max_size=300))
+        bits = draw(st.sampled_from([None, 16, 64]))
+        mask = draw(st.sampled_from([None, b"abcd"]))
+        header_and_payload = frame(first & 0x0F, payload, length_bits=bits, mask=mask)
+        parts.append(bytes((first,)) + header_and_payload[1:])
+    wire = b"".join(parts)
+    return wire[: draw(st.integers(0, len(wire)))]
+
+
+@pytest.mark.skipif(scan_frames_in_c is None, reason="the C extension is not built")
+@settings(max_examples=500, deadline=None)
+@given(
+    wire=frame_soup(),
+    pos=st.integers(0, 20),
+    frames=st.integers(0, 10),
+    max_size=st.sampled_from([0, 5, 125, 126, 300, 1 << 40]),
+)
+def test_the_c_scan_and_the_python_scan_agree_on_any_input(
+    wire: bytes, pos: int, frames: int, max_size: int
+) -> None:
+    assert scan_frames_in_c is not None
+    in_c: list[tuple[int, bytes]] = []
+    in_python: list[tuple[int, bytes]] = []
+    pos = min(pos, len(wire))
+    got = scan_frames_in_c(wire, pos, frames, max_size, in_c)
+    expected = sharder._websocket._scan_frames_in_python(wire, pos, frames, max_size, in_python)
+    assert got == expected
+    assert in_c == in_python
+    assert all(type(payload) is bytes for _, payload in in_c)
