@@ -81,6 +81,9 @@ scan_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (length > (uint64_t)max_size) {
             break;  /* too big: Python raises the 1009 */
         }
+        if (length > (uint64_t)(PY_SSIZE_T_MAX - start)) {
+            break;  /* only with an absurd max_size: Python's integers take it */
+        }
         Py_ssize_t end = start + (Py_ssize_t)length;
         if (end > n) {
             need = end - pos;

@@ -22,6 +22,7 @@ import base64
 import hashlib
 import os
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -198,8 +199,8 @@ class WebSocketClient:
             _check_header_value(text)
         if " " in path:
             raise ValueError(f"request path contains a space: {path!r}")
-        if max_message_size < 1:
-            raise ValueError("max_message_size must be positive")
+        if not 1 <= max_message_size <= sys.maxsize:  # sizes are C integers (zlib, the scan)
+            raise ValueError(f"max_message_size must be from 1 to {sys.maxsize}")
         self._host = host
         self._path = path or "/"
         self._extra_headers = tuple(extra_headers)

@@ -17,6 +17,7 @@ import math
 import platform
 import secrets
 import ssl
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -196,6 +197,8 @@ class WebsocketShard(TaskGroupOwner):
         self.close_timeout = float(options.get("close_timeout", 2.0))
         self.send_timeout = float(options.get("send_timeout", 10.0))
         self.max_message_size = int(options.get("max_message_size", 64 * 1024 * 1024))
+        if not 1 <= self.max_message_size <= sys.maxsize:
+            raise ValueError(f"options['max_message_size'] must be from 1 to {sys.maxsize}")
         self.max_backlog = int(options.get("max_backlog", 10_000))
         self.ssl_context: ssl.SSLContext | None = options.get("ssl_context")
         self.identify_hook: IdentifyHook | None = options.get("identify_hook")

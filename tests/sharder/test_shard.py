@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import time
 from typing import Any
 
@@ -519,6 +520,14 @@ async def test_commands_never_exceed_the_send_limit() -> None:
 
 
 # ---------------------------------------------------------------- offline and secrets
+
+
+@pytest.mark.parametrize("size", [0, sys.maxsize + 1])
+def test_a_max_message_size_out_of_range_is_refused_when_the_shard_is_made(size: int) -> None:
+    from sharder import WebsocketShard
+
+    with pytest.raises(ValueError, match=r"options\['max_message_size'\] must be from 1"):
+        WebsocketShard({"token": TOKEN, "intents": 1, "max_message_size": size})
 
 
 async def test_offline_mode_keeps_retrying_until_closed() -> None:

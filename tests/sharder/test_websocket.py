@@ -6,6 +6,7 @@ import base64
 import hashlib
 import itertools
 import struct
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -300,6 +301,19 @@ def test_oversize_fragmented_message_detected_on_the_fragment_header() -> None:
 def test_message_of_exactly_max_size_passes() -> None:
     ws = client(max_message_size=1000)
     assert ws.receive_data(frame(TEXT, b"x" * 1000)) == [(TEXT, b"x" * 1000)]
+
+
+@pytest.mark.parametrize("size", [0, -1, sys.maxsize + 1])
+def test_a_max_message_size_out_of_range_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="max_message_size must be from 1 to"):
+        client(max_message_size=size)
+
+
+def test_a_64_bit_length_within_the_largest_max_size_waits_for_its_payload() -> None:
+    ws = client(max_message_size=sys.maxsize)
+    header = struct.pack(">BBQ", 0x82, 127, sys.maxsize - 5)
+    assert ws.receive_data(header + b"part") == []
+    assert not ws.has_unparsed
 
 
 def test_close_is_returned_and_answered_with_the_same_code() -> None:
