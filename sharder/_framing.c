@@ -8,8 +8,9 @@
  * where it stopped, how many bytes from there a cut-short frame needs (0 if
  * none) and how many frames it took. It stops without a word at any other
  * frame: sharder/_websocket.py parses and validates that one in Python, which
- * also holds the same loop for when this module is not built (_scan_frames).
- * Both must agree on every input; tests/sharder/test_websocket.py checks that.
+ * also holds the same loop for when this module is not built
+ * (_scan_frames_in_python). Both must agree on every input, errors included;
+ * tests/sharder/test_websocket.py checks that.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,8 +34,8 @@ scan_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((pos == -1 || frames == -1 || max_size == -1) && PyErr_Occurred()) {
         return NULL;
     }
-    if (pos < 0 || max_size < 0) {
-        PyErr_SetString(PyExc_ValueError, "scan_frames: negative position or size");
+    if (pos < 0 || frames < 0 || max_size < 0) {
+        PyErr_SetString(PyExc_ValueError, "scan_frames: a negative argument");
         return NULL;
     }
     Py_buffer view;

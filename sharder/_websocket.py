@@ -58,6 +58,8 @@ def _scan_frames_in_python(
     frame cut short needs (0 if none) and how many frames it took. The C
     extension's ``scan_frames`` does exactly this.
     """
+    if pos < 0 or frames < 0 or max_size < 0:
+        raise ValueError("scan_frames: a negative argument")
     n = len(data)
     append = out.append
     need = parsed = 0

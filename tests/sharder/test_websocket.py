@@ -611,9 +611,9 @@ def frame_soup(draw: st.DrawFn) -> bytes:
 @settings(max_examples=500, deadline=None)
 @given(
     wire=frame_soup(),
-    pos=st.integers(0, 20),
-    frames=st.integers(0, 10),
-    max_size=st.sampled_from([0, 5, 125, 126, 300, 1 << 40]),
+    pos=st.integers(-1, 20),
+    frames=st.integers(-1, 10),
+    max_size=st.sampled_from([-1, 0, 5, 125, 126, 300, 1 << 40]),
 )
 def test_the_c_scan_and_the_python_scan_agree_on_any_input(
     wire: bytes, pos: int, frames: int, max_size: int
@@ -622,6 +622,11 @@ def test_the_c_scan_and_the_python_scan_agree_on_any_input(
     in_c: list[tuple[int, bytes]] = []
     in_python: list[tuple[int, bytes]] = []
     pos = min(pos, len(wire))
+    if min(pos, frames, max_size) < 0:
+        for scan, out in ((scan_frames_in_c, in_c), (SCANNERS["python"], in_python)):
+            with pytest.raises(ValueError, match="a negative argument"):
+                scan(wire, pos, frames, max_size, out)
+        return
     got = scan_frames_in_c(wire, pos, frames, max_size, in_c)
     expected = sharder._websocket._scan_frames_in_python(wire, pos, frames, max_size, in_python)
     assert got == expected
