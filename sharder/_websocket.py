@@ -102,10 +102,13 @@ def _scan_frames_in_python(
 
 
 scan_frames: Callable[[bytes, int, int, int, list[tuple[int, bytes]]], tuple[int, int, int]]
-try:
-    from ._framing import scan_frames
-except ImportError:  # pragma: no cover - the extension is optional (no compiler at install)
-    scan_frames = _scan_frames_in_python
+if os.environ.get("BOTRUN_NO_EXTENSIONS"):  # as aiohttp's AIOHTTP_NO_EXTENSIONS: to compare, or
+    scan_frames = _scan_frames_in_python  # to rule the C part out when chasing a bug
+else:
+    try:
+        from ._framing import scan_frames
+    except ImportError:  # pragma: no cover - the extension is optional (no compiler at install)
+        scan_frames = _scan_frames_in_python
 
 
 def parse_close(body: bytes) -> tuple[int | None, str]:

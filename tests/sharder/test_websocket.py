@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import os
 import struct
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -632,3 +634,14 @@ def test_the_c_scan_and_the_python_scan_agree_on_any_input(
     assert got == expected
     assert in_c == in_python
     assert all(type(payload) is bytes for _, payload in in_c)
+
+
+@pytest.mark.parametrize("setting", ["", "1"])
+def test_botrun_no_extensions_picks_the_python_scan(setting: str) -> None:
+    code = "from sharder import _websocket as w; print(w.scan_frames is w._scan_frames_in_python)"
+    env = {**os.environ, "BOTRUN_NO_EXTENSIONS": setting}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    python_scan = setting == "1" or scan_frames_in_c is None
+    assert done.stdout.strip() == str(python_scan)
