@@ -52,8 +52,8 @@ scan_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         unsigned char b0 = buf[pos], b1 = buf[pos + 1];
-        if ((b0 != 0x81 && b0 != 0x82) || (b1 & 0x80)) {
-            break;  /* not a whole unmasked data frame: Python's turn */
+        if (b1 & 0x80) {
+            break;  /* masked: Python raises */
         }
         uint64_t length = b1;
         Py_ssize_t start;
@@ -78,6 +78,9 @@ scan_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 length = (length << 8) | buf[pos + i];
             }
             start = pos + 10;
+        }
+        if (b0 != 0x81 && b0 != 0x82) {
+            break;  /* not an unfragmented data frame: Python's turn */
         }
         if (length > (uint64_t)max_size) {
             break;  /* too big: Python raises the 1009 */

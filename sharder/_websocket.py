@@ -47,6 +47,31 @@ _pack_64 = struct.Struct(">BBQ").pack
 _urandom = os.urandom
 
 
+def _frame_header(data: bytes, pos: int) -> tuple[int, int, int]:
+    """The frame at ``pos``: its first byte, its payload's length and where that starts.
+
+    Raises ``IndexError`` or ``struct.error`` while the header is cut short (see
+    :func:`_header_size`), and :class:`ProtocolViolation` for a masked frame, known
+    from its second byte alone: a server must not mask.
+    """
+    b0 = data[pos]
+    length = data[pos + 1]
+    if length < 126:
+        return b0, length, pos + 2
+    if length == 126:
+        return b0, (data[pos + 2] << 8) | data[pos + 3], pos + 4
+    if length == 127:
+        return b0, _unpack_u64(data, pos + 2)[0], pos + 10
+    raise ProtocolViolation("server frames must not be masked")
+
+
+def _header_size(data: bytes, pos: int) -> int:
+    """Bytes the header at ``pos`` takes: what a header cut short needs to be whole."""
+    if len(data) - pos < 2:
+        return 2
+    return {126: 4, 127: 10}.get(data[pos + 1], 2)
+
+
 def _scan_frames_in_python(
     data: bytes, pos: int, frames: int, max_size: int, out: list[tuple[int, bytes]]
 ) -> tuple[int, int, int]:
@@ -65,30 +90,13 @@ def _scan_frames_in_python(
     need = parsed = 0
     for parsed in range(frames):  # noqa: B007 - read after a break: the frames taken
         try:  # a header cut short raises, once per read, instead of a check per frame
-            b0 = data[pos]
-            length = data[pos + 1]
-        except IndexError:
-            need = 2
+            b0, length, start = _frame_header(data, pos)
+        except (IndexError, struct.error):
+            need = _header_size(data, pos)
             break
-        if (b0 != 0x81 and b0 != 0x82) or length & 0x80:
+        except ProtocolViolation:  # masked: the caller's validation says so
             break
-        if length < 126:
-            start = pos + 2
-        elif length == 126:
-            try:
-                length = (data[pos + 2] << 8) | data[pos + 3]
-            except IndexError:
-                need = 4
-                break
-            start = pos + 4
-        else:
-            try:
-                length = _unpack_u64(data, pos + 2)[0]
-            except struct.error:
-                need = 10
-                break
-            start = pos + 10
-        if length > max_size:
+        if (b0 != 0x81 and b0 != 0x82) or length > max_size:
             break
         end = start + length
         if end > n:
@@ -375,28 +383,11 @@ class WebSocketClient:
                         self._unparsed, self._unparsed_at = view, pos
                         self._need = 0  # what is left may hold whole frames
                     return messages
-                avail = n - pos
-                if avail < 2:
-                    need = 2
+                try:
+                    b0, length, start = _frame_header(view, pos)
+                except (IndexError, struct.error):
+                    need = _header_size(view, pos)
                     break
-                b0 = view[pos]
-                length = view[pos + 1]
-                if length < 126:
-                    start = pos + 2
-                elif length == 126:
-                    if avail < 4:
-                        need = 4
-                        break
-                    length = (view[pos + 2] << 8) | view[pos + 3]
-                    start = pos + 4
-                elif length == 127:
-                    if avail < 10:
-                        need = 10
-                        break
-                    length = _unpack_u64(view, pos + 2)[0]
-                    start = pos + 10
-                else:
-                    raise ProtocolViolation("server frames must not be masked")
                 self._check_frame_header(b0, length)
                 end = start + length
                 if end > n:
