@@ -315,7 +315,7 @@ class PluginWorker:
                 while True:
                     while queue:
                         item = self.item = queue.popleft()
-                        target, data, shard_id = item[0], item[1], item[2]
+                        target, data, shard_id, _, _ = item
                         # Inlined rather than a coroutine per event: this is the hot path.
                         args = target.select((self.context, data, shard_id))
                         self.calls += 1
@@ -531,10 +531,6 @@ class EventRouter:
             for session, seq in oldest.items()
             if current.get(session.shard_id) is session
         }
-
-    def safe_sequence(self, shard_id: int) -> int | None:
-        """:meth:`safe_sequences` of one shard: None if nothing of it is unfinished."""
-        return self.safe_sequences().get(shard_id)
 
     # ------------------------------------------------------------------ lifetime
 

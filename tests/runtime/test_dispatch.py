@@ -337,7 +337,7 @@ async def test_drop_oldest_drops_and_counts(caplog: pytest.LogCaptureFixture) ->
     assert [r.getMessage() for r in caplog.records] == [
         "plugin 'greeter' is falling behind: 1 events dropped so far (backlog 3)"
     ]
-    assert router.safe_sequence(0) == 2, "a dropped event is done with"
+    assert router.safe_sequences().get(0) == 2, "a dropped event is done with"
     async with running(router):
         await wait_until(lambda: len(bots["greeter"].calls) == 3)
     assert bots["greeter"].contents == ["3", "4", "5"]
@@ -400,14 +400,14 @@ async def test_wait_spills_past_the_backlog_without_pausing_and_delivers_all_in_
             "calls": 1, "errors": 0, "dropped": 0, "spills": 1, "queued": 4, "spilled": 45,
         }  # fmt: skip
         assert sharder.shards[0].paused == 0
-        assert router.safe_sequence(0) == 0, "spilled events are not done with"
+        assert router.safe_sequences().get(0) == 0, "spilled events are not done with"
         slow.gate.set()
         await wait_until(lambda: len(slow.calls) == 50)
     assert slow.contents == [f"m{seq}" for seq in range(1, 51)]
     assert [call[1] for call in slow.calls] == [
         {"content": f"m{i}", "seq": i} for i in range(1, 51)
     ]
-    assert router.safe_sequence(0) is None
+    assert router.safe_sequences().get(0) is None
     assert [r.getMessage() for r in caplog.records] == [
         "plugin 'slow_async' is falling behind: its backlog of 4 is full, further events "
         "wait on disk (1 times so far)"
@@ -505,33 +505,33 @@ async def test_safe_sequence_never_passes_an_unfinished_event() -> None:
         step.release[seq] = anyio.Event()
     async with running(router):
         sharder.emit("event", message(1, name="READY"), 0)  # no on_ready: done at once
-        assert router.safe_sequence(0) is None  # nothing pending: the shard's own seq is safe
+        assert router.safe_sequences().get(0) is None  # nothing pending: its own seq is safe
         for seq in range(2, 5):
             sharder.dispatch(seq)
         await wait_until(lambda: len(bots["fast"].calls) == 3)
-        assert router.safe_sequence(0) == 1
+        assert router.safe_sequences().get(0) == 1
         step.release[3].set()  # out of order: 3 is done only after 2
         await anyio.sleep(0.01)
-        assert router.safe_sequence(0) == 1
+        assert router.safe_sequences().get(0) == 1
         step.release[2].set()
         await wait_until(lambda: len(step.calls) == 2)
-        assert router.safe_sequence(0) == 3
+        assert router.safe_sequences().get(0) == 3
         step.release[4].set()
         await wait_until(lambda: len(step.calls) == 3)
-        assert router.safe_sequence(0) is None
-        assert router.safe_sequence(1) is None  # a shard that saw nothing
+        assert router.safe_sequences().get(0) is None
+        assert router.safe_sequences().get(1) is None  # a shard that saw nothing
 
 
 async def test_safe_sequence_before_anything_finishes_is_the_one_before_the_first() -> None:
     router, bots, sharder = make_router(manager_with(step=stepper()))
     for seq in (101, 102):  # a resumed session: no READY
         sharder.dispatch(seq)
-    assert router.safe_sequence(0) == 100
+    assert router.safe_sequences().get(0) == 100
     async with running(router):
         bots["step"].release[101] = anyio.Event()
         bots["step"].release[101].set()
         await wait_until(lambda: len(bots["step"].calls) == 1)
-        assert router.safe_sequence(0) == 101
+        assert router.safe_sequences().get(0) == 101
         bots["step"].release.setdefault(102, anyio.Event()).set()
 
 
@@ -539,16 +539,16 @@ async def test_ready_starts_the_count_afresh() -> None:
     router, bots, sharder = make_router(manager_with(step=stepper()))
     for seq in (5, 6):
         sharder.dispatch(seq)
-    assert router.safe_sequence(0) == 4
+    assert router.safe_sequences().get(0) == 4
     sharder.emit("event", message(1, name="READY"), 0)  # a new session: 5 and 6 are history
-    assert router.safe_sequence(0) is None
+    assert router.safe_sequences().get(0) is None
     sharder.dispatch(2)
-    assert router.safe_sequence(0) == 1
+    assert router.safe_sequences().get(0) == 1
     async with running(router):
         for seq in (5, 6, 2):
             bots["step"].release.setdefault(seq, anyio.Event()).set()
         await wait_until(lambda: len(bots["step"].calls) == 3)
-        assert router.safe_sequence(0) is None
+        assert router.safe_sequences().get(0) is None
 
 
 _ROUTED = (
@@ -601,7 +601,7 @@ def test_safe_sequence_is_always_just_before_the_oldest_unfinished_event(
                 unfinished[worker.item[4]] -= 1
                 worker.item = None
             waiting = [s for s, count in unfinished.items() if count]
-            assert router.safe_sequence(0) == (min(waiting) - 1 if waiting else None)
+            assert router.safe_sequences().get(0) == (min(waiting) - 1 if waiting else None)
     finally:
         for worker in workers:
             assert worker.spill is not None
@@ -616,7 +616,7 @@ async def test_events_after_stop_are_not_delivered_nor_counted_as_done() -> None
         assert await router.stop(1.0) == []
         sharder.dispatch(2, "after stop")
     assert bots["greeter"].contents == ["before"]
-    assert router.safe_sequence(0) == 1  # a resume replays event 2
+    assert router.safe_sequences().get(0) == 1  # a resume replays event 2
 
 
 # ---------------------------------------------------------------------------
@@ -681,7 +681,7 @@ async def test_stop_cancels_a_hung_handler_and_names_it() -> None:
     [description] = cancelled
     assert description.startswith("plugin 'hung' in on_message_create (running ")
     assert description.endswith("2 events still queued)")
-    assert router.safe_sequence(0) == 0, "the cancelled and dropped events are not done"
+    assert router.safe_sequences().get(0) == 0, "the cancelled and dropped events are not done"
 
 
 async def test_stop_does_not_wait_for_a_hung_thread_past_its_grace() -> None:
@@ -783,10 +783,10 @@ async def test_the_router_behind_a_real_sharder() -> None:
         await wait_until(lambda: len(bots["greeter"].calls) == 2)
         session = sharder.get_current_sessions()[0]
         assert session["sequence"] == sent[-1]
-        assert router.safe_sequence(0) == sent[0] - 1
+        assert router.safe_sequences().get(0) == sent[0] - 1
         bots["slow_async"].gate.set()
         await wait_until(lambda: len(bots["slow_async"].calls) == 2)
-        assert router.safe_sequence(0) is None
+        assert router.safe_sequences().get(0) is None
     assert bots["greeter"].contents == ["a", "b"]
 
 
