@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-import os
 import struct
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -592,56 +590,3 @@ def test_random_frame_sequences_in_random_chunks_yield_expected_messages(
     ws = client()
     assert feed_in_chunks(ws, wire, cuts, limit) == expected_messages
     assert parse_client_frames(ws.data_to_send()) == expected_pongs
-
-
-@st.composite
-def frame_soup(draw: st.DrawFn) -> bytes:
-    """Frames good and bad (any first byte, masked, every length form), maybe cut short."""
-    parts = []
-    for _ in range(draw(st.integers(0, 8))):
-        first = draw(st.sampled_from([0x81, 0x82, 0x01, 0x80, 0x88, 0x89, 0x8A, 0xC1, 0x03]))
-        payload = draw(st.binary(max_size=300))
-        bits = draw(st.sampled_from([None, 16, 64]))
-        mask = draw(st.sampled_from([None, b"abcd"]))
-        header_and_payload = frame(first & 0x0F, payload, length_bits=bits, mask=mask)
-        parts.append(bytes((first,)) + header_and_payload[1:])
-    wire = b"".join(parts)
-    return wire[: draw(st.integers(0, len(wire)))]
-
-
-@pytest.mark.skipif(scan_frames_in_c is None, reason="the C extension is not built")
-@settings(max_examples=500, deadline=None)
-@given(
-    wire=frame_soup(),
-    pos=st.integers(-1, 20),
-    frames=st.integers(-1, 10),
-    max_size=st.sampled_from([-1, 0, 5, 125, 126, 300, 1 << 40]),
-)
-def test_the_c_scan_and_the_python_scan_agree_on_any_input(
-    wire: bytes, pos: int, frames: int, max_size: int
-) -> None:
-    assert scan_frames_in_c is not None
-    in_c: list[tuple[int, bytes]] = []
-    in_python: list[tuple[int, bytes]] = []
-    pos = min(pos, len(wire))
-    if min(pos, frames, max_size) < 0:
-        for scan, out in ((scan_frames_in_c, in_c), (SCANNERS["python"], in_python)):
-            with pytest.raises(ValueError, match="a negative argument"):
-                scan(wire, pos, frames, max_size, out)
-        return
-    got = scan_frames_in_c(wire, pos, frames, max_size, in_c)
-    expected = sharder._websocket._scan_frames_in_python(wire, pos, frames, max_size, in_python)
-    assert got == expected
-    assert in_c == in_python
-    assert all(type(payload) is bytes for _, payload in in_c)
-
-
-@pytest.mark.parametrize("setting", ["", "1"])
-def test_botrun_no_extensions_picks_the_python_scan(setting: str) -> None:
-    code = "from sharder import _websocket as w; print(w.scan_frames is w._scan_frames_in_python)"
-    env = {**os.environ, "BOTRUN_NO_EXTENSIONS": setting}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    python_scan = setting == "1" or scan_frames_in_c is None
-    assert done.stdout.strip() == str(python_scan)
