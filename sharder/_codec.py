@@ -1,19 +1,25 @@
 """JSON and transport decompression: the per-message decode path.
 
 Each inflater turns websocket messages into complete JSON documents (bytes),
-returning None while a message is still incomplete. One inflater lives for
-one connection: a reconnect always starts a fresh one, since a zlib or zstd
-stream cannot continue across sockets.
+returning None while a message is still incomplete, and drops the dispatches
+of disabled events on the way (``next_document``). One inflater lives for one
+connection: a reconnect always starts a fresh one, since a zlib or zstd stream
+cannot continue across sockets. For zlib-stream, the usual case, the
+``sharder._zlibstream`` extension does it all in C where it is built.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import zlib
 from collections.abc import Callable
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, TypeAlias
 
 from ._constants import ZLIB_SUFFIX
+from ._peek import DropMatch, drop_matcher
+from ._websocket import BINARY, TEXT
 from .errors import ProtocolViolation
 
 __all__ = [
@@ -21,6 +27,7 @@ __all__ = [
     "JSON_LIBRARY",
     "Compression",
     "Inflater",
+    "Messages",
     "PayloadInflater",
     "PlainInflater",
     "ZlibStreamInflater",
@@ -85,14 +92,81 @@ def zstd_available() -> bool:
     return True
 
 
+Messages: TypeAlias = list[tuple[int, bytes]]
+"""A read's websocket messages: (opcode, payload), data or close."""
+
+
 class Inflater(Protocol):
     """Turns received websocket messages into JSON documents."""
 
     def feed(self, data: bytes, binary: bool) -> bytes | None:
         """Return the next complete document, or None if ``data`` ended mid-message."""
 
+    def next_document(
+        self, messages: Messages, index: int, disabled: frozenset[bytes]
+    ) -> tuple[int, bytes | None, int, int]:
+        """Feed data messages from ``messages[index]`` on until one gives a document.
 
-class PlainInflater:
+        Returns ``(index, document, dropped, top)``: the document to parse and the
+        index after its message, or None and the index of the first message that is
+        not data (a close frame) or the end. On the way, a dispatch of an event in
+        ``disabled`` is dropped unparsed (see ``sharder._peek``): ``dropped`` counts
+        those, ``top`` is their highest sequence (-1 for none). An error after some
+        drops is held back, so that they are returned first (document None, the index
+        at the message that failed), and raised by the next call.
+        """
+
+
+class _Decoder:
+    """``next_document`` in Python over ``feed``: every inflater but the C one."""
+
+    __slots__ = ("_disabled", "_drop_match", "_held")
+
+    def __init__(self) -> None:
+        self._disabled: frozenset[bytes] = frozenset()
+        self._drop_match: DropMatch | None = None
+        self._held: ProtocolViolation | None = None
+
+    def feed(self, data: bytes, binary: bool) -> bytes | None:
+        raise NotImplementedError
+
+    def next_document(
+        self, messages: Messages, index: int, disabled: frozenset[bytes]
+    ) -> tuple[int, bytes | None, int, int]:
+        held = self._held
+        if held is not None:
+            self._held = None
+            raise held
+        if disabled is not self._disabled:
+            self._disabled, self._drop_match = disabled, drop_matcher(disabled)
+        drop_match = self._drop_match
+        feed = self.feed
+        dropped, top = 0, -1
+        while index < len(messages):
+            opcode, data = messages[index]
+            if opcode != BINARY and opcode != TEXT:
+                break
+            try:
+                document = feed(data, opcode == BINARY)
+            except ProtocolViolation as exc:
+                if not dropped:
+                    raise
+                self._held = exc
+                break
+            index += 1
+            if document is None:
+                continue
+            if drop_match is not None:
+                peeked = drop_match(document)
+                if peeked is not None:
+                    dropped += 1
+                    top = max(top, int(peeked[1]))
+                    continue
+            return index, document, dropped, top
+        return index, None, dropped, top
+
+
+class PlainInflater(_Decoder):
     """No compression: every message is a document."""
 
     __slots__ = ()
@@ -101,12 +175,13 @@ class PlainInflater:
         return data
 
 
-class PayloadInflater:
+class PayloadInflater(_Decoder):
     """``compress: true`` in IDENTIFY: binary messages are standalone zlib streams."""
 
     __slots__ = ("max_size",)
 
     def __init__(self, max_size: int) -> None:
+        super().__init__()
         self.max_size = max_size
 
     def feed(self, data: bytes, binary: bool) -> bytes | None:
@@ -122,7 +197,7 @@ class PayloadInflater:
         return out
 
 
-class ZlibStreamInflater:
+class ZlibStreamInflater(_Decoder):
     """``compress=zlib-stream``: one inflate context, messages end with ``00 00 ff ff``.
 
     The stream's two-byte zlib header is checked once and the rest inflated as raw
@@ -135,6 +210,7 @@ class ZlibStreamInflater:
     __slots__ = ("_buffer", "_decompress", "_inflater", "max_size")
 
     def __init__(self, max_size: int) -> None:
+        super().__init__()
         self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         self._decompress: Callable[[bytes, int], bytes] = self._start
         self._buffer = bytearray()
@@ -148,7 +224,10 @@ class ZlibStreamInflater:
             out = self._decompress(data, self.max_size)
         except zlib.error as exc:
             raise ProtocolViolation(f"corrupt zlib stream: {exc}", 4000) from exc
-        if self._inflater.unconsumed_tail:
+        inflater = self._inflater
+        if inflater.eof:  # a zlib-stream never ends
+            raise ProtocolViolation("corrupt zlib stream: a final block ended it", 4000)
+        if inflater.unconsumed_tail:
             raise ProtocolViolation("inflated message exceeds the size limit", 1009)
         return out
 
@@ -176,7 +255,7 @@ def _is_zlib_header(cmf: int, flg: int) -> bool:
     return cmf & 0x0F == 8 and cmf >> 4 <= 7 and not flg & 0x20 and (cmf << 8 | flg) % 31 == 0
 
 
-class ZstdStreamInflater:
+class ZstdStreamInflater(_Decoder):
     """``compress=zstd-stream``: one endless zstd frame; each message flushes a block."""
 
     __slots__ = ("_decompress", "max_size")
@@ -189,6 +268,7 @@ class ZstdStreamInflater:
                 'compression "zstd-stream" needs the zstandard package: '
                 "pip install zstandard (or botrun[speed])"
             ) from exc
+        super().__init__()
         self._decompress = zstandard.ZstdDecompressor().decompressobj().decompress
         self.max_size = max_size
 
@@ -202,10 +282,16 @@ class ZstdStreamInflater:
         return out or None
 
 
+_zlib_stream: Callable[[int], Inflater] = ZlibStreamInflater
+if not os.environ.get("BOTRUN_NO_EXTENSIONS"):  # see sharder._websocket
+    with contextlib.suppress(ImportError):  # built wherever a C compiler and zlib.h were
+        from ._zlibstream import ZlibStream as _zlib_stream
+
+
 def make_inflater(compression: Compression, max_size: int) -> Inflater:
     """A fresh inflater for one connection."""
     if compression == "zlib-stream":
-        return ZlibStreamInflater(max_size)
+        return _zlib_stream(max_size)
     if compression == "zstd-stream":
         return ZstdStreamInflater(max_size)
     if compression == "payload":

@@ -1,7 +1,8 @@
 """Early discard: telling a disabled dispatch, and its sequence, from its first bytes.
 
 Discord writes a dispatch's ``t`` and ``s`` first, so a disabled event can be
-dropped after inflating without being parsed. The test is one regular
+dropped after inflating without being parsed. This is the Python peek, used
+by every inflater but the C zlib-stream one, which has the same test in C. The test is one regular
 expression whose alternation of the disabled names is shaped as a trie: a
 wanted event fails at the first letter where its name leaves every disabled
 one (``MESSAGE_CREATE`` with every other event disabled fails after
@@ -32,7 +33,9 @@ def drop_matcher(names: frozenset[bytes]) -> DropMatch | None:
     """The matcher for these disabled event names (None for none); shared by every shard."""
     if not names:
         return None
-    pattern = rb'\{"t":"(?:' + _trie(names) + rb')","s":([0-9]+),'
+    # At most 18 digits, as sharder._zlibstream's peek in C (a 64-bit integer): a
+    # longer sequence is left to the parser.
+    pattern = rb'\{"t":"(?:' + _trie(names) + rb')","s":([0-9]{1,18}),'
     return re.compile(pattern).match
 
 

@@ -28,7 +28,7 @@ import anyio
 import anyio.abc
 
 from ._backoff import Backoff
-from ._codec import COMPRESSIONS, Compression, Inflater, dumps, loads, make_inflater
+from ._codec import COMPRESSIONS, Compression, Inflater, Messages, dumps, loads, make_inflater
 from ._constants import (
     CLIENT_RESUMABLE_CLOSE_CODE,
     COMMAND_WINDOW,
@@ -40,7 +40,6 @@ from ._constants import (
 )
 from ._lifetime import TaskGroupOwner
 from ._listeners import Listener, ListenerRegistry
-from ._peek import DropMatch, drop_matcher
 from ._protocol import (
     CloseConnection,
     Debug,
@@ -54,7 +53,7 @@ from ._ratelimit import SlidingWindowLimiter
 from ._session import Session
 from ._timers import Timer, TimerService
 from ._transport import WebSocketConnection, open_websocket
-from ._websocket import BINARY, CLOSE, parse_close
+from ._websocket import CLOSE, parse_close
 from .errors import (
     ProtocolViolation,
     RateLimitedError,
@@ -236,7 +235,6 @@ class WebsocketShard(TaskGroupOwner):
         self._registry = listeners if listeners is not None else ListenerRegistry()
         self._handlers = self._registry.by_name
         self._disabled: frozenset[bytes] = frozenset()
-        self._drop_match: DropMatch | None = None
         self.disabled_events = options.get("disabled_events", ())
 
         self.status = ShardStatus.CLOSED
@@ -307,11 +305,14 @@ class WebsocketShard(TaskGroupOwner):
 
     @disabled_events.setter
     def disabled_events(self, names: Iterable[str]) -> None:
+        names = frozenset(names)
+        for name in names:
+            if '"' in name:  # the peek reads a name up to its closing quote
+                raise ValueError(f"not an event name: {name!r}")
         # Never drop what the shard itself needs to see.
         self._disabled = frozenset(
             name.encode() for name in names if name not in _READY_EVENTS and name not in _COLLECTED
         )
-        self._drop_match = drop_matcher(self._disabled)
 
     def on(self, name: str, listener: Listener) -> None:
         """Call ``listener(data, shard_id)`` for event ``name``."""
@@ -520,75 +521,59 @@ class WebsocketShard(TaskGroupOwner):
             if self._pause_count or len(self._backlog) > self.max_backlog:
                 await self._wait_until_unpaused()
 
-    def _handle_messages(self, messages: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    def _handle_messages(self, messages: Messages) -> Messages:
         """Decode a slice of messages and hand them on: the per-event hot path.
 
-        One loop handles dispatches, delivered or dropped; it stops after anything the
-        read loop must act on first and returns the messages after it: a payload of
-        another opcode (it may have queued actions to flush), or a close frame (which
-        sets ``_server_close``). An exception stops it at the message that raised: the
-        later ones are neither decoded nor counted.
-
-        Disabled events are dropped from a peek at their name and sequence, unparsed;
-        the protocol hears of a run of them at once (their count and highest sequence:
-        all that dropping one changes) before anything else happens.
+        The inflater gives the next document to parse, having dropped any dispatch of
+        a disabled event before it unparsed (from a peek at its name and sequence);
+        the protocol hears of those (their count and highest sequence: all that
+        dropping one changes) before anything else happens. The loop stops after
+        anything the read loop must act on first and returns the messages after it:
+        a payload of another opcode (it may have queued actions to flush), or a close
+        frame (which sets ``_server_close``). An exception stops it at the message
+        that raised: the later ones are neither decoded nor counted.
         """
         inflater = self._inflater
         assert inflater is not None
-        feed = inflater.feed
-        drop_match = self._drop_match
+        next_document = inflater.next_document
+        disabled = self._disabled
         proto = self._protocol
         receive_dispatch = proto.receive_dispatch
         handlers = self._handlers
         call = self._call
-        dropped = 0  # disabled dispatches the protocol has not heard of yet
-        top = -1  # the highest sequence among them
-        rest = iter(messages)
-        try:
-            for opcode, data in rest:
-                if opcode == CLOSE:
-                    self._server_close = parse_close(data)
-                    return []
-                raw = feed(data, opcode == BINARY)
-                if raw is None:
-                    continue  # a message split over websocket messages: its rest is to come
-                if drop_match is not None:
-                    peeked = drop_match(raw)
-                    if peeked is not None:
-                        dropped += 1
-                        seq = int(peeked[1])
-                        if seq > top:
-                            top = seq
-                        continue
-                if dropped:
-                    # Before a listener can see the session's sequence.
-                    proto.skip_dispatches(dropped, top)
-                    dropped, top = 0, -1
-                payload = loads(raw)
-                if payload.__class__ is not dict:
-                    raise ProtocolViolation(
-                        f"payload is not a JSON object but {type(payload).__name__}"
-                    )
-                if payload.get("op") == 0:
-                    name = receive_dispatch(payload)
-                    if name is not None:  # not a replayed duplicate
-                        # To the ``event`` listeners, then to those of its name.
-                        if name in _READY_EVENTS or self._collectors:
-                            self._deliver_special(name, payload)
-                            continue
-                        listeners = handlers.get("event")
-                        if listeners:
-                            call(listeners, payload, "event")
-                        listeners = handlers.get(name)
-                        if listeners:
-                            call(listeners, payload["d"], name)
-                    continue
-                self._handle_control(payload)
-                return list(rest)
-            return []
-        finally:
+        index, count = 0, len(messages)
+        while index < count:
+            index, raw, dropped, top = next_document(messages, index, disabled)
             if dropped:
+                # Before a listener can see the session's sequence.
                 proto.skip_dispatches(dropped, top)
+            if raw is None:
+                if index < count and messages[index][0] == CLOSE:
+                    self._server_close = parse_close(messages[index][1])
+                    return []
+                continue  # the end, or an error held back behind drops: the next call raises it
+            payload = loads(raw)
+            if payload.__class__ is not dict:
+                raise ProtocolViolation(
+                    f"payload is not a JSON object but {type(payload).__name__}"
+                )
+            if payload.get("op") == 0:
+                name = receive_dispatch(payload)
+                if name is not None:  # not a replayed duplicate
+                    # To the ``event`` listeners, then to those of its name.
+                    if name in _READY_EVENTS or self._collectors:
+                        self._deliver_special(name, payload)
+                        continue
+                    listeners = handlers.get("event")
+                    if listeners:
+                        call(listeners, payload, "event")
+                    listeners = handlers.get(name)
+                    if listeners:
+                        call(listeners, payload["d"], name)
+                continue
+            self._handle_control(payload)
+            return messages[index:]
+        return []
 
     def _handle_control(self, payload: dict[str, Any]) -> None:
         """A payload other than a dispatch: HELLO, heartbeats and their ACKs, op 7 and op 9."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sharder._codec import (
+    Inflater,
     PayloadInflater,
     PlainInflater,
     ZlibStreamInflater,
@@ -27,31 +29,61 @@ DOCS = [
 ]
 
 
+try:
+    from sharder._zlibstream import ZlibStream as ZlibStreamInC
+except ImportError:  # not built: the Python class alone
+    ZlibStreamInC = None  # type: ignore[assignment,misc]
+
+ZLIB_STREAM_INFLATERS = [
+    pytest.param(ZlibStreamInflater, id="python"),
+    pytest.param(
+        ZlibStreamInC,
+        id="c",
+        marks=pytest.mark.skipif(ZlibStreamInC is None, reason="the C extension is not built"),
+    ),
+]
+
+
+@pytest.fixture(params=ZLIB_STREAM_INFLATERS)
+def zlib_inflater(request: pytest.FixtureRequest) -> Callable[..., Inflater]:
+    """Each zlib-stream inflater: the Python class and the C one."""
+    inflater: Callable[..., Inflater] = request.param
+    return inflater
+
+
 def zlib_stream(docs: list[bytes]) -> list[bytes]:
     compressor = zlib.compressobj()
     return [compressor.compress(d) + compressor.flush(zlib.Z_SYNC_FLUSH) for d in docs]
 
 
-def test_zlib_stream_inflates_every_message_with_one_context() -> None:
-    inflater = ZlibStreamInflater(max_size=1 << 20)
+def test_zlib_stream_inflates_every_message_with_one_context(
+    zlib_inflater: Callable[..., Inflater],
+) -> None:
+    inflater = zlib_inflater(max_size=1 << 20)
     assert [inflater.feed(m, True) for m in zlib_stream(DOCS)] == DOCS
 
 
-def test_zlib_stream_message_split_across_frames_waits_for_the_suffix() -> None:
-    inflater = ZlibStreamInflater(max_size=1 << 20)
+def test_zlib_stream_message_split_across_frames_waits_for_the_suffix(
+    zlib_inflater: Callable[..., Inflater],
+) -> None:
+    inflater = zlib_inflater(max_size=1 << 20)
     [message] = zlib_stream([DOCS[20]])
     assert inflater.feed(message[:5], True) is None
     assert inflater.feed(message[5:], True) == DOCS[20]
 
 
-def test_corrupt_zlib_stream_is_a_protocol_violation() -> None:
-    inflater = ZlibStreamInflater(max_size=1 << 20)
+def test_corrupt_zlib_stream_is_a_protocol_violation(
+    zlib_inflater: Callable[..., Inflater],
+) -> None:
+    inflater = zlib_inflater(max_size=1 << 20)
     with pytest.raises(ProtocolViolation):
         inflater.feed(b"garbage!" + b"\x00\x00\xff\xff", True)
 
 
-def test_zlib_message_inflating_past_the_limit_is_refused() -> None:
-    inflater = ZlibStreamInflater(max_size=1000)
+def test_zlib_message_inflating_past_the_limit_is_refused(
+    zlib_inflater: Callable[..., Inflater],
+) -> None:
+    inflater = zlib_inflater(max_size=1000)
     [message] = zlib_stream([b"a" * 5000])
     with pytest.raises(ProtocolViolation) as info:
         inflater.feed(message, True)
@@ -59,15 +91,19 @@ def test_zlib_message_inflating_past_the_limit_is_refused() -> None:
 
 
 @pytest.mark.parametrize("level", [0, 1, 6, 9])
-def test_zlib_stream_of_any_level_inflates_after_its_header(level: int) -> None:
+def test_zlib_stream_of_any_level_inflates_after_its_header(
+    level: int, zlib_inflater: Callable[..., Inflater]
+) -> None:
     compressor = zlib.compressobj(level)
     messages = [compressor.compress(d) + compressor.flush(zlib.Z_SYNC_FLUSH) for d in DOCS]
-    inflater = ZlibStreamInflater(max_size=1 << 20)
+    inflater = zlib_inflater(max_size=1 << 20)
     assert [inflater.feed(m, True) for m in messages] == DOCS
 
 
-def test_zlib_stream_header_split_across_frames_is_checked_once_whole() -> None:
-    inflater = ZlibStreamInflater(max_size=1 << 20)
+def test_zlib_stream_header_split_across_frames_is_checked_once_whole(
+    zlib_inflater: Callable[..., Inflater],
+) -> None:
+    inflater = zlib_inflater(max_size=1 << 20)
     first, second = zlib_stream(DOCS[:2])
     assert inflater.feed(first[:1], True) is None
     assert inflater.feed(first[1:], True) == DOCS[0]
@@ -83,8 +119,10 @@ def test_zlib_stream_header_split_across_frames_is_checked_once_whole() -> None:
         b"\x78\xbb",  # preset dictionary
     ],
 )
-def test_zlib_stream_with_a_bad_header_is_a_protocol_violation(header: bytes) -> None:
-    inflater = ZlibStreamInflater(max_size=1 << 20)
+def test_zlib_stream_with_a_bad_header_is_a_protocol_violation(
+    header: bytes, zlib_inflater: Callable[..., Inflater]
+) -> None:
+    inflater = zlib_inflater(max_size=1 << 20)
     [message] = zlib_stream([DOCS[5]])
     with pytest.raises(ProtocolViolation, match="incorrect header check") as info:
         inflater.feed(header + message[2:], True)

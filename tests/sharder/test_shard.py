@@ -530,6 +530,15 @@ def test_a_max_message_size_out_of_range_is_refused_when_the_shard_is_made(size:
         WebsocketShard({"token": TOKEN, "intents": 1, "max_message_size": size})
 
 
+def test_a_disabled_event_name_with_a_quote_is_refused() -> None:
+    from sharder import WebsocketShard
+
+    shard = WebsocketShard({"token": TOKEN, "intents": 1, "disabled_events": ["TYPING_START"]})
+    with pytest.raises(ValueError, match="not an event name"):
+        shard.disabled_events = ['PRESENCE_UPDATE","s":1,']
+    assert shard.disabled_events == {"TYPING_START"}
+
+
 async def test_offline_mode_keeps_retrying_until_closed() -> None:
     async with emulator() as discord:
         url = discord.gateway_url

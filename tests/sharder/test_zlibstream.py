@@ -1,0 +1,278 @@
+"""``next_document``: inflating a read's messages and dropping disabled dispatches.
+
+Each test runs on the Python inflater and on the C one (``sharder._zlibstream``);
+a hypothesis test then requires both to give the same result, document by
+document and error by error, on any stream: split, corrupt, cut by close frames,
+at any size limit, with any names disabled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sharder._codec import Inflater, Messages, ZlibStreamInflater, dumps
+from sharder._websocket import BINARY, CLOSE, TEXT
+from sharder.errors import ProtocolViolation
+from tests.sharder.test_codec import ZLIB_STREAM_INFLATERS, ZlibStreamInC
+
+NOTHING: frozenset[bytes] = frozenset()
+PRESENCE = frozenset({b"PRESENCE_UPDATE", b"TYPING_START"})
+
+
+@pytest.fixture(params=ZLIB_STREAM_INFLATERS)
+def make(request: pytest.FixtureRequest) -> Callable[..., Inflater]:
+    inflater: Callable[..., Inflater] = request.param
+    return inflater
+
+
+def dispatch(name: str, seq: int | str) -> bytes:
+    return b'{"t":"%s","s":%s,"op":0,"d":{"x":1}}' % (name.encode(), str(seq).encode())
+
+
+def zlib_messages(docs: list[bytes], level: int = 6) -> list[bytes]:
+    compressor = zlib.compressobj(level)
+    return [compressor.compress(doc) + compressor.flush(zlib.Z_SYNC_FLUSH) for doc in docs]
+
+
+def binary(messages: list[bytes]) -> Messages:
+    return [(BINARY, message) for message in messages]
+
+
+def test_disabled_dispatches_are_dropped_and_counted_with_their_top_sequence(
+    make: Callable[..., Inflater],
+) -> None:
+    docs = [
+        dispatch("PRESENCE_UPDATE", 5),
+        dispatch("TYPING_START", 7),
+        dispatch("PRESENCE_UPDATE", 6),
+        dispatch("MESSAGE_CREATE", 8),
+        dispatch("PRESENCE_UPDATE", 9),
+    ]
+    messages = binary(zlib_messages(docs))
+    inflater = make(max_size=1 << 20)
+    assert inflater.next_document(messages, 0, PRESENCE) == (4, docs[3], 3, 7)
+    assert inflater.next_document(messages, 4, PRESENCE) == (5, None, 1, 9)
+
+
+def test_without_disabled_names_every_document_is_returned(make: Callable[..., Inflater]) -> None:
+    docs = [dispatch("PRESENCE_UPDATE", 5), b'{"op":11,"d":null}']
+    messages = binary(zlib_messages(docs))
+    inflater = make(max_size=1 << 20)
+    assert inflater.next_document(messages, 0, NOTHING) == (1, docs[0], 0, -1)
+    assert inflater.next_document(messages, 1, NOTHING) == (2, docs[1], 0, -1)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        dispatch("PRESENCE_UPDATE", 10**18),  # 19 digits
+        dispatch("PRESENCE_UPDATE", "null"),
+        dispatch("PRESENCE", 1),
+        dispatch("PRESENCE_UPDATES", 1),
+        b'{"t":"PRESENCE_UPDATE","op":0,"s":1,"d":{}}',
+        b'{"t": "PRESENCE_UPDATE","s":1,"op":0,"d":{}}',
+        b'{"t":"PRESENCE_UPDATE","s":1}',
+    ],
+)
+def test_what_the_peek_cannot_vouch_for_is_left_to_the_parser(
+    make: Callable[..., Inflater], doc: bytes
+) -> None:
+    messages = binary(zlib_messages([doc]))
+    assert make(max_size=1 << 20).next_document(messages, 0, PRESENCE) == (1, doc, 0, -1)
+
+
+def test_a_sequence_of_eighteen_digits_is_still_peeked(make: Callable[..., Inflater]) -> None:
+    messages = binary(zlib_messages([dispatch("PRESENCE_UPDATE", "000000000000000042")]))
+    assert make(max_size=1 << 20).next_document(messages, 0, PRESENCE) == (1, None, 1, 42)
+
+
+def test_a_close_frame_stops_the_loop_where_it_is(make: Callable[..., Inflater]) -> None:
+    first, second = zlib_messages([dispatch("PRESENCE_UPDATE", 3), dispatch("READY", 4)])
+    messages = [(BINARY, first), (CLOSE, b"\x03\xe8"), (TEXT, second)]
+    inflater = make(max_size=1 << 20)
+    assert inflater.next_document(messages, 0, PRESENCE) == (1, None, 1, 3)
+    assert inflater.next_document(messages, 1, PRESENCE) == (1, None, 0, -1)
+    assert inflater.next_document(messages, 2, PRESENCE) == (3, dispatch("READY", 4), 0, -1)
+
+
+def test_a_message_split_over_websocket_messages_is_peeked_once_whole(
+    make: Callable[..., Inflater],
+) -> None:
+    [message] = zlib_messages([dispatch("PRESENCE_UPDATE", 12)])
+    messages = binary([message[:1], message[1:9], message[9:]])
+    assert make(max_size=1 << 20).next_document(messages, 0, PRESENCE) == (3, None, 1, 12)
+
+
+def test_an_error_after_drops_is_held_back_until_the_next_call(
+    make: Callable[..., Inflater],
+) -> None:
+    good = zlib_messages([dispatch("PRESENCE_UPDATE", 3), dispatch("PRESENCE_UPDATE", 4)])
+    messages = binary([*good, b"\xff\xff\xff\xff\x00\x00\xff\xff"])
+    inflater = make(max_size=1 << 20)
+    assert inflater.next_document(messages, 0, PRESENCE) == (2, None, 2, 4)
+    with pytest.raises(ProtocolViolation, match="corrupt zlib stream") as info:
+        inflater.next_document(messages, 2, PRESENCE)
+    assert info.value.close_code == 4000
+
+
+def test_an_error_before_any_drop_is_raised_at_once(make: Callable[..., Inflater]) -> None:
+    with pytest.raises(ProtocolViolation, match="incorrect header check"):
+        make(max_size=1 << 20).next_document(binary([b"no header\x00\x00\xff\xff"]), 0, PRESENCE)
+
+
+def test_a_final_deflate_block_is_a_protocol_violation(make: Callable[..., Inflater]) -> None:
+    compressor = zlib.compressobj()
+    ended = compressor.compress(b'{"op":11}') + compressor.flush(zlib.Z_FINISH)
+    with pytest.raises(ProtocolViolation, match="a final block ended it") as info:
+        make(max_size=1 << 20).feed(ended + b"\x00\x00\xff\xff", True)
+    assert info.value.close_code == 4000
+
+
+@pytest.mark.parametrize("size", [1, 100, 5000, 70_000])
+def test_a_message_of_exactly_max_size_inflates_and_one_byte_more_is_refused(
+    make: Callable[..., Inflater], size: int
+) -> None:
+    # A run of one byte inflates from long back-references: the limit falls inside one.
+    doc = b"a" * size
+    [message] = zlib_messages([doc])
+    assert make(max_size=size).feed(message, True) == doc
+    with pytest.raises(ProtocolViolation, match="exceeds the size limit") as info:
+        make(max_size=size - 1 or 1).feed(zlib_messages([doc + b"a"])[0], True)
+    assert info.value.close_code == 1009
+
+
+@pytest.mark.skipif(ZlibStreamInC is None, reason="the C extension is not built")
+@pytest.mark.parametrize("disabled", [{b"A"}, frozenset({"A"}), None])
+def test_the_c_inflater_takes_only_a_frozenset_of_bytes(disabled: Any) -> None:
+    messages = binary(zlib_messages([b"{}"]))
+    with pytest.raises(TypeError, match="frozenset of bytes"):
+        ZlibStreamInC(max_size=10).next_document(messages, 0, disabled)
+
+
+@pytest.mark.parametrize("setting", ["", "1"])
+def test_botrun_no_extensions_picks_the_python_inflater(setting: str) -> None:
+    code = (
+        "from sharder._codec import make_inflater as m; print(type(m('zlib-stream', 9)).__name__)"
+    )
+    env = {**os.environ, "BOTRUN_NO_EXTENSIONS": setting}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    python = setting == "1" or ZlibStreamInC is None
+    assert done.stdout.strip() == ("ZlibStreamInflater" if python else "ZlibStream")
+
+
+# ----------------------------------------------------------------- C against Python
+
+NAMES = ["PRESENCE_UPDATE", "PRESENCE_UPDATES", "PRESENCE", "MESSAGE_CREATE", "TYPING_START", ""]
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> bytes:
+    name = draw(st.sampled_from(NAMES) | st.just("PRESENCE_UPDATE"))
+    seq = draw(
+        st.integers(0, 1000).map(str)
+        | st.integers(10**17, 10**20).map(str)  # 18 digits and more
+        | st.sampled_from(["null", "007", "-1", "1.5", ""])
+    )
+    shape = draw(st.integers(0, 10))
+    if shape == 0:
+        return draw(st.binary(max_size=40))
+    if shape == 1:
+        return dumps({"op": 11, "d": None})
+    if shape == 10:  # inflates from long back-references: a size limit falls inside one
+        return b"y" * draw(st.integers(1, 600))
+    if shape == 2:
+        return b'{"t":"%s","s":%s}' % (name.encode(), seq.encode())  # ends after the digits
+    padding = b"x" * draw(st.sampled_from([0, 10, 300, 3000]))
+    return b'{"t":"%s","s":%s,"op":0,"d":"%s"}' % (name.encode(), seq.encode(), padding)
+
+
+def one_in(n: int) -> st.SearchStrategy[bool]:
+    """True about once in ``n`` draws (hypothesis draws the first and last of a range often)."""
+    return st.sampled_from([False] * (n - 1) + [True])
+
+
+@st.composite
+def zlib_reads(draw: st.DrawFn) -> tuple[list[Messages], int, frozenset[bytes]]:
+    """A zlib stream's documents as reads of websocket messages, with whatever may go wrong."""
+    docs = draw(st.lists(documents(), min_size=2, max_size=12))
+    compressor = zlib.compressobj(draw(st.sampled_from([0, 1, 6, 9])))
+    messages = []
+    for doc in docs:
+        end = zlib.Z_FINISH if draw(one_in(81)) else zlib.Z_SYNC_FLUSH
+        message = compressor.compress(doc) + compressor.flush(end)
+        if end == zlib.Z_FINISH:
+            message += b"\x00\x00\xff\xff"
+        messages.append(message)
+        if end == zlib.Z_FINISH:
+            break
+    if draw(one_in(8)):  # corrupt one byte
+        which = draw(st.integers(0, len(messages) - 1))
+        at = draw(st.integers(0, len(messages[which]) - 1))
+        flipped = bytearray(messages[which])
+        flipped[at] ^= draw(st.integers(1, 255))
+        messages[which] = bytes(flipped)
+    if draw(one_in(16)):  # not a zlib header
+        messages[0] = b"\x78\x9d" + messages[0][2:]
+    wire: Messages = []
+    for message in messages:
+        # Anywhere, and within the 00 00 ff ff that ends a message.
+        near_end = st.integers(max(len(message) - 4, 0), len(message))
+        cuts = sorted(draw(st.lists(st.integers(0, len(message)) | near_end, max_size=2)))
+        for start, end in zip([0, *cuts], [*cuts, len(message)], strict=True):
+            wire.append((draw(st.sampled_from([BINARY, TEXT])), message[start:end]))
+        if draw(one_in(8)):
+            wire.append((CLOSE, b""))
+        if draw(one_in(81)):  # ends as a message does, but one byte short
+            wire.append((BINARY, draw(st.binary(max_size=8)) + b"\x01\x00\xff\xff"))
+    reads, start = [], 0
+    for end in [*sorted(draw(st.lists(st.integers(0, len(wire)), max_size=3))), len(wire)]:
+        reads.append(wire[start:end])
+        start = end
+    # Limits at a document's size, and at a compressed message's (the buffer's limit).
+    sizes = [len(d) + delta for d in docs + messages for delta in (-1, 0, 1)]
+    near_a_size = st.sampled_from([s for s in sizes if s >= 1] or [1])
+    max_size = draw(st.just(1 << 20) | near_a_size)
+    names = draw(st.sets(st.sampled_from(NAMES), max_size=4)) | {"PRESENCE_UPDATE"}
+    if draw(one_in(4)):
+        names.discard("PRESENCE_UPDATE")
+    disabled = frozenset(name.encode() for name in names)
+    return reads, max_size, disabled
+
+
+def run(inflater: Inflater, reads: list[Messages], disabled: frozenset[bytes]) -> list[Any]:
+    """What the shard's loop would see, step by step; a close frame is stepped over."""
+    seen: list[Any] = []
+    for messages in reads:
+        index = 0
+        while index < len(messages):
+            try:
+                step = inflater.next_document(messages, index, disabled)
+            except ProtocolViolation as exc:
+                return [*seen, (type(exc), str(exc), exc.close_code)]
+            seen.append(step)
+            index = step[0]
+            if step[1] is None and index < len(messages) and messages[index][0] == CLOSE:
+                index += 1
+    return seen
+
+
+@pytest.mark.skipif(ZlibStreamInC is None, reason="the C extension is not built")
+@settings(max_examples=600, deadline=None)
+@given(case=zlib_reads())
+def test_the_c_inflater_and_the_python_one_agree_on_any_stream(
+    case: tuple[list[Messages], int, frozenset[bytes]],
+) -> None:
+    reads, max_size, disabled = case
+    expected = run(ZlibStreamInflater(max_size), reads, disabled)
+    assert run(ZlibStreamInC(max_size), reads, disabled) == expected
