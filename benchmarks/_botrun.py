@@ -4,7 +4,8 @@ The runtime is wired the way ``runtime/bot.py`` wires it: plugins loaded by
 ``load_plugins`` from a drop-in folder (``benchmarks/plugins``), one
 ``PluginContext`` each, an ``EventRouter`` attached to an ``InternalSharder``
 whose ``disabled_events`` are the router's unrouted events, the router's
-workers in a task group next to the sharder.
+workers in a task group next to the sharder, the startup heap frozen out of
+the cycle collector (``runtime.heap``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from benchmarks._measure import PLUGIN_DIR, TOKEN
 from runtime.config import Config, PluginsConfig
 from runtime.context import PluginContext
 from runtime.dispatch import EventRouter
+from runtime.heap import startup_heap_frozen
 from runtime.plugins import load_plugins
 from sharder import Intents, InternalSharder
 
@@ -79,12 +81,13 @@ async def runtime(
         )
         sharder = make_sharder(gateway, disabled_events=router.unrouted_events())
         router.attach(sharder)
-        async with anyio.create_task_group() as workers:
-            workers.start_soon(router.run)
-            async with sharder:
-                await sharder.connect()
-                yield sharder, router
-            workers.cancel_scope.cancel()
+        with startup_heap_frozen():
+            async with anyio.create_task_group() as workers:
+                workers.start_soon(router.run)
+                async with sharder:
+                    await sharder.connect()
+                    yield sharder, router
+                workers.cancel_scope.cancel()
         tg.cancel_scope.cancel()
 
 

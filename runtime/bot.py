@@ -19,6 +19,7 @@ from .config import Config, resolve_token
 from .context import PluginContext
 from .dispatch import EventRouter
 from .errors import BotrunError, ConfigError
+from .heap import startup_heap_frozen
 from .plugins import PluginSet, load_plugins
 from .progress import StartupProgress
 from .rest import RestClient
@@ -186,20 +187,21 @@ class Bot:
         if self._restored:
             sharder.on("ready", self._on_new_session)
             sharder.on("resumed", self._on_resumed)
-        async with anyio.create_task_group() as workers:
-            workers.start_soon(router.run)
-            workers.start_soon(LoopWatchdog(router, config.plugins.slow_handler_warning).run)
-            async with sharder:
-                logger.info("starting %d of %d shards: %s", len(ids), total, _ranges(ids))
-                workers.start_soon(StartupProgress(sharder).run)
-                await sharder.connect()
-                if self.emulator is not None and config.emulator.chatter_interval > 0:
-                    workers.start_soon(self._chatter)
-                if self._sessions is not None:
-                    workers.start_soon(self._save_sessions_periodically)
-                await self._stop.wait()
-                await self._shutdown(contexts)
-            workers.cancel_scope.cancel()
+        with startup_heap_frozen():  # from here on the heap is the bot's, not startup's
+            async with anyio.create_task_group() as workers:
+                workers.start_soon(router.run)
+                workers.start_soon(LoopWatchdog(router, config.plugins.slow_handler_warning).run)
+                async with sharder:
+                    logger.info("starting %d of %d shards: %s", len(ids), total, _ranges(ids))
+                    workers.start_soon(StartupProgress(sharder).run)
+                    await sharder.connect()
+                    if self.emulator is not None and config.emulator.chatter_interval > 0:
+                        workers.start_soon(self._chatter)
+                    if self._sessions is not None:
+                        workers.start_soon(self._save_sessions_periodically)
+                    await self._stop.wait()
+                    await self._shutdown(contexts)
+                workers.cancel_scope.cancel()
 
     def _make_sharder(
         self, token: str, total: int, ids: list[int], gateway: _Gateway, router: EventRouter

@@ -8,6 +8,7 @@ heartbeats stop, exactly what a stalled shard would suffer on Discord.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import time
@@ -254,6 +255,16 @@ def _all_in_order(seen: list[tuple[int, str]]) -> bool:
 
 
 # ---------------------------------------------------------------- shutdown
+
+
+async def test_the_startup_heap_is_frozen_while_the_bot_runs_and_given_back_when_it_stops(
+    tmp_path: Path,
+) -> None:
+    async with running_bot(tmp_path, {"rec": RECORDER}) as running:
+        assert gc.get_freeze_count() > 0  # runtime.heap: full collections skip it
+        await running.stop()
+        assert running.exit_code == 0
+    assert gc.get_freeze_count() == 0
 
 
 async def test_shutdown_with_busy_and_hung_handlers_ends_within_the_grace_and_names_them(
