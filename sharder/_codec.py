@@ -142,7 +142,8 @@ class _Decoder:
         drop_match = self._drop_match
         feed = self.feed
         dropped, top = 0, -1
-        while index < len(messages):
+        count = len(messages)
+        while index < count:
             opcode, data = messages[index]
             if opcode != BINARY and opcode != TEXT:
                 break
@@ -160,7 +161,9 @@ class _Decoder:
                 peeked = drop_match(document)
                 if peeked is not None:
                     dropped += 1
-                    top = max(top, int(peeked[1]))
+                    seq = int(peeked[1])
+                    if seq > top:
+                        top = seq
                     continue
             return index, document, dropped, top
         return index, None, dropped, top
