@@ -14,7 +14,9 @@ on loopback. Four drop-in plugins ride along:
 
 Every dispatched MESSAGE_CREATE carries ``soak SHARD SESSION SEQ`` as its
 content: the emulator's session id and the sequence number it gets there, so
-the recorder's file proves each delivery, duplicate and gap exactly. Meanwhile
+the recorder's file proves each delivery, duplicate and gap exactly. About a
+third of them are followed by a PRESENCE_UPDATE, which no plugin listens to:
+the bot drops it unparsed, and each of its resumes must still count it. Meanwhile
 random faults hit random connected shards: TCP resets, half-open (zombie)
 connections, op 7, op 9 resumable and not, close codes 4000, 4008 and 4009,
 and a half-open connection whose session then times out (4009); every frame
@@ -430,28 +432,33 @@ def _current_sessions(discord: FakeDiscord, state: _State) -> dict[int, tuple[st
 
 
 async def _dispatch(discord: FakeDiscord, state: _State, counts: Counter[int]) -> None:
-    """Dispatch ``counts[shard]`` MESSAGE_CREATEs to each shard's current session."""
+    """Dispatch ``counts[shard]`` MESSAGE_CREATEs to each shard's current session.
+
+    A PRESENCE_UPDATE follows about a third of them: no plugin listens to it, so
+    the bot drops it unparsed, and a resume must still count it in the sequence.
+    """
     current = _current_sessions(discord, state)
     for shard, count in counts.items():
         if shard not in current:
             continue
         session_id, seq = current[shard]
-        events = [
-            (
-                "MESSAGE_CREATE",
-                {
-                    "id": str(1_000_000 + seq + i),
-                    "channel_id": str(100 + shard),
-                    "content": f"soak {shard} {session_id} {seq + i}",
-                },
-            )
-            for i in range(1, count + 1)
-        ]
+        events: list[tuple[str, dict[str, Any]]] = []
+        messages: list[int] = []  # the MESSAGE_CREATEs' sequences
+        for _ in range(count):
+            messages.append(seq + len(events) + 1)
+            message = {
+                "id": str(1_000_000 + messages[-1]),
+                "channel_id": str(100 + shard),
+                "content": f"soak {shard} {session_id} {messages[-1]}",
+            }
+            events.append(("MESSAGE_CREATE", message))
+            if state.rng.random() < 1 / 3:
+                events.append(("PRESENCE_UPDATE", {"user": {"id": "1"}, "status": "idle"}))
         got = await discord.dispatch_many(shard, events)  # no checkpoint before the dispatches
-        expected = list(range(seq + 1, seq + count + 1))
+        expected = list(range(seq + 1, seq + len(events) + 1))
         if got != expected:
             state.harness_errors.append(f"shard {shard}: seqs {got[:3]} not {expected[:3]}")
-        state.dispatched[session_id].extend(got)
+        state.dispatched[session_id].extend(messages)
 
 
 async def _dispatcher(discord: FakeDiscord, state: _State, rate: float, shards: int) -> None:
