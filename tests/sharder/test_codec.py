@@ -16,7 +16,6 @@ from sharder._codec import (
     Inflater,
     PayloadInflater,
     PlainInflater,
-    ZlibStreamInflater,
     ZstdStreamInflater,
     dumps,
     loads,
@@ -27,28 +26,6 @@ from sharder.errors import ProtocolViolation
 DOCS = [
     dumps({"t": "MESSAGE_CREATE", "s": i, "op": 0, "d": {"content": "x" * i}}) for i in range(50)
 ]
-
-
-try:
-    from sharder._zlibstream import ZlibStream as ZlibStreamInC
-except ImportError:  # not built: the Python class alone
-    ZlibStreamInC = None  # type: ignore[assignment,misc]
-
-ZLIB_STREAM_INFLATERS = [
-    pytest.param(ZlibStreamInflater, id="python"),
-    pytest.param(
-        ZlibStreamInC,
-        id="c",
-        marks=pytest.mark.skipif(ZlibStreamInC is None, reason="the C extension is not built"),
-    ),
-]
-
-
-@pytest.fixture(params=ZLIB_STREAM_INFLATERS)
-def zlib_inflater(request: pytest.FixtureRequest) -> Callable[..., Inflater]:
-    """Each zlib-stream inflater: the Python class and the C one."""
-    inflater: Callable[..., Inflater] = request.param
-    return inflater
 
 
 def zlib_stream(docs: list[bytes]) -> list[bytes]:
