@@ -53,7 +53,8 @@ typedef struct {
     unsigned char *part;     /* a message split over websocket messages */
     size_t part_len, part_size;
     PyObject *disabled;      /* the last ``disabled`` set, checked to hold only bytes */
-    PyObject *held;          /* an error held back while drops are returned */
+    PyObject *held;          /* the message of an error held back while drops are returned */
+    int held_code;           /* and its close code */
 } ZlibStream;
 
 static void
@@ -321,7 +322,10 @@ next_document(ZlibStream *self, PyObject *const *args, Py_ssize_t nargs)
     if (self->held != NULL) {
         PyObject *held = self->held;
         self->held = NULL;
-        PyErr_SetObject((PyObject *)Py_TYPE(held), held);
+        const char *message = PyUnicode_AsUTF8(held);
+        if (message != NULL) {
+            violation(message, self->held_code);
+        }
         Py_DECREF(held);
         return NULL;
     }
@@ -397,12 +401,25 @@ error:
     if (dropped == 0 || !PyErr_ExceptionMatches(ProtocolViolation)) {
         return NULL;
     }
+    /* Its words and code, not the exception: nothing to keep alive, no cycle. */
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
     PyErr_NormalizeException(&type, &value, &traceback);
+    PyObject *message = value != NULL ? PyObject_Str(value) : NULL;
+    PyObject *code = value != NULL ? PyObject_GetAttrString(value, "close_code") : NULL;
+    long close_code = code != NULL ? PyLong_AsLong(code) : -1;
+    Py_XDECREF(code);
+    if (message == NULL || close_code == -1) {
+        Py_XDECREF(message);
+        PyErr_Clear();
+        PyErr_Restore(type, value, traceback);
+        return NULL;
+    }
     Py_XDECREF(type);
+    Py_XDECREF(value);
     Py_XDECREF(traceback);
-    self->held = value;
+    self->held = message;
+    self->held_code = (int)close_code;
     return Py_BuildValue("(nOLL)", index, Py_None, dropped, top);
 }
 

@@ -117,16 +117,25 @@ def test_a_message_split_over_websocket_messages_is_peeked_once_whole(
     assert zlib_inflater(max_size=1 << 20).next_document(messages, 0, PRESENCE) == (3, None, 1, 12)
 
 
+@pytest.mark.parametrize(
+    ("bad", "error", "close_code"),
+    [
+        (b"\xff\xff\xff\xff\x00\x00\xff\xff", "corrupt zlib stream", 4000),
+        (b"x" * 500, "exceeds the size limit", 1009),
+    ],
+)
 def test_an_error_after_drops_is_held_back_until_the_next_call(
-    zlib_inflater: MakeInflater,
+    zlib_inflater: MakeInflater, bad: bytes, error: str, close_code: int
 ) -> None:
-    good = zlib_messages([dispatch("PRESENCE_UPDATE", 3), dispatch("PRESENCE_UPDATE", 4)])
-    messages = binary([*good, b"\xff\xff\xff\xff\x00\x00\xff\xff"])
-    inflater = zlib_inflater(max_size=1 << 20)
+    docs = [dispatch("PRESENCE_UPDATE", 3), dispatch("PRESENCE_UPDATE", 4), bad]
+    messages = binary(zlib_messages(docs))
+    if bad.startswith(b"\xff"):  # not deflate at all
+        messages[2] = (BINARY, bad)
+    inflater = zlib_inflater(max_size=100)
     assert inflater.next_document(messages, 0, PRESENCE) == (2, None, 2, 4)
-    with pytest.raises(ProtocolViolation, match="corrupt zlib stream") as info:
+    with pytest.raises(ProtocolViolation, match=error) as info:
         inflater.next_document(messages, 2, PRESENCE)
-    assert info.value.close_code == 4000
+    assert info.value.close_code == close_code
 
 
 def test_an_error_before_any_drop_is_raised_at_once(zlib_inflater: MakeInflater) -> None:
@@ -277,7 +286,7 @@ def run(inflater: Inflater, reads: list[Messages], disabled: frozenset[bytes]) -
 
 
 @pytest.mark.skipif(ZlibStreamInC is None, reason="the C extension is not built")
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(case=zlib_reads())
 def test_the_c_inflater_and_the_python_one_agree_on_any_stream(
     case: tuple[list[Messages], int, frozenset[bytes]],
