@@ -99,9 +99,6 @@ Messages: TypeAlias = list[tuple[int, bytes]]
 class Inflater(Protocol):
     """Turns received websocket messages into JSON documents."""
 
-    def feed(self, data: bytes, binary: bool) -> bytes | None:
-        """Return the next complete document, or None if ``data`` ended mid-message."""
-
     def next_document(
         self, messages: Messages, index: int, disabled: frozenset[bytes]
     ) -> tuple[int, bytes | None, int, int]:
@@ -118,7 +115,11 @@ class Inflater(Protocol):
 
 
 class _Decoder:
-    """``next_document`` in Python over ``feed``: every inflater but the C one."""
+    """``next_document`` in Python over ``feed``: every inflater but the C one.
+
+    ``feed(data, binary)`` returns the next complete document, or None if ``data``
+    ended mid-message.
+    """
 
     __slots__ = ("_disabled", "_drop_match", "_held")
 

@@ -423,23 +423,6 @@ error:
     return Py_BuildValue("(nOLL)", index, Py_None, dropped, top);
 }
 
-static PyObject *
-feed(ZlibStream *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "feed(data: bytes, binary: bool)");
-        return NULL;
-    }
-    Py_ssize_t doc_len;
-    PyObject *doc = NULL;
-    if (take_message(self, args[0], &doc_len) == 0) {
-        doc = doc_len < 0 ? Py_NewRef(Py_None)
-                          : PyBytes_FromStringAndSize((const char *)scratch, doc_len);
-    }
-    release_scratch();
-    return doc;
-}
-
 static int
 ZlibStream_init(ZlibStream *self, PyObject *args, PyObject *kwargs)
 {
@@ -488,8 +471,6 @@ ZlibStream_get_max_size(ZlibStream *self, void *Py_UNUSED(closure))
 }
 
 static PyMethodDef ZlibStream_methods[] = {
-    {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
-     "feed(data, binary) -> bytes | None: the next document, None while a message is incomplete."},
     {"next_document", (PyCFunction)(void (*)(void))next_document, METH_FASTCALL,
      "next_document(messages, index, disabled) -> (index, document, dropped, top)"},
     {NULL, NULL, 0, NULL},

@@ -1,4 +1,4 @@
-"""Running a sharder against the emulator, and recording what its listeners saw."""
+"""Running a sharder against the emulator, recording what its listeners saw; feeding an inflater."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import anyio
 import httpx
 
 from sharder import InternalSharder
+from sharder._codec import Inflater
+from sharder._websocket import BINARY
 from sharder.testing import FakeDiscord
 
 TOKEN = "test-token.very-secret-part.xyz"
@@ -115,3 +117,8 @@ async def send_messages(discord: FakeDiscord, shard_id: int, contents: list[str]
     return await discord.dispatch_many(
         shard_id, [("MESSAGE_CREATE", {"content": c, "channel_id": "1"}) for c in contents]
     )
+
+
+def feed(inflater: Inflater, message: bytes) -> bytes | None:
+    """One binary message through ``next_document``: its document, None if incomplete."""
+    return inflater.next_document([(BINARY, message)], 0, frozenset())[1]

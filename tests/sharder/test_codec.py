@@ -22,6 +22,7 @@ from sharder._codec import (
     stdlib_loads,
 )
 from sharder.errors import ProtocolViolation
+from tests.sharder.helpers import feed
 
 DOCS = [
     dumps({"t": "MESSAGE_CREATE", "s": i, "op": 0, "d": {"content": "x" * i}}) for i in range(50)
@@ -37,7 +38,7 @@ def test_zlib_stream_inflates_every_message_with_one_context(
     zlib_inflater: Callable[..., Inflater],
 ) -> None:
     inflater = zlib_inflater(max_size=1 << 20)
-    assert [inflater.feed(m, True) for m in zlib_stream(DOCS)] == DOCS
+    assert [feed(inflater, m) for m in zlib_stream(DOCS)] == DOCS
 
 
 def test_zlib_stream_message_split_across_frames_waits_for_the_suffix(
@@ -45,8 +46,8 @@ def test_zlib_stream_message_split_across_frames_waits_for_the_suffix(
 ) -> None:
     inflater = zlib_inflater(max_size=1 << 20)
     [message] = zlib_stream([DOCS[20]])
-    assert inflater.feed(message[:5], True) is None
-    assert inflater.feed(message[5:], True) == DOCS[20]
+    assert feed(inflater, message[:5]) is None
+    assert feed(inflater, message[5:]) == DOCS[20]
 
 
 def test_corrupt_zlib_stream_is_a_protocol_violation(
@@ -54,7 +55,7 @@ def test_corrupt_zlib_stream_is_a_protocol_violation(
 ) -> None:
     inflater = zlib_inflater(max_size=1 << 20)
     with pytest.raises(ProtocolViolation):
-        inflater.feed(b"garbage!" + b"\x00\x00\xff\xff", True)
+        feed(inflater, b"garbage!" + b"\x00\x00\xff\xff")
 
 
 def test_zlib_message_inflating_past_the_limit_is_refused(
@@ -63,7 +64,7 @@ def test_zlib_message_inflating_past_the_limit_is_refused(
     inflater = zlib_inflater(max_size=1000)
     [message] = zlib_stream([b"a" * 5000])
     with pytest.raises(ProtocolViolation) as info:
-        inflater.feed(message, True)
+        feed(inflater, message)
     assert info.value.close_code == 1009
 
 
@@ -74,7 +75,7 @@ def test_zlib_stream_of_any_level_inflates_after_its_header(
     compressor = zlib.compressobj(level)
     messages = [compressor.compress(d) + compressor.flush(zlib.Z_SYNC_FLUSH) for d in DOCS]
     inflater = zlib_inflater(max_size=1 << 20)
-    assert [inflater.feed(m, True) for m in messages] == DOCS
+    assert [feed(inflater, m) for m in messages] == DOCS
 
 
 def test_zlib_stream_header_split_across_frames_is_checked_once_whole(
@@ -82,9 +83,9 @@ def test_zlib_stream_header_split_across_frames_is_checked_once_whole(
 ) -> None:
     inflater = zlib_inflater(max_size=1 << 20)
     first, second = zlib_stream(DOCS[:2])
-    assert inflater.feed(first[:1], True) is None
-    assert inflater.feed(first[1:], True) == DOCS[0]
-    assert inflater.feed(second, True) == DOCS[1]
+    assert feed(inflater, first[:1]) is None
+    assert feed(inflater, first[1:]) == DOCS[0]
+    assert feed(inflater, second) == DOCS[1]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def test_zlib_stream_with_a_bad_header_is_a_protocol_violation(
     inflater = zlib_inflater(max_size=1 << 20)
     [message] = zlib_stream([DOCS[5]])
     with pytest.raises(ProtocolViolation, match="incorrect header check") as info:
-        inflater.feed(header + message[2:], True)
+        feed(inflater, header + message[2:])
     assert info.value.close_code == 4000
 
 

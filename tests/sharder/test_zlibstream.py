@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sharder._codec import Inflater, Messages, ZlibStreamInflater, dumps
 from sharder._websocket import BINARY, CLOSE, TEXT
 from sharder.errors import ProtocolViolation
+from tests.sharder.helpers import feed
 
 try:
     from sharder._zlibstream import ZlibStream as ZlibStreamInC
@@ -151,7 +152,7 @@ def test_a_final_deflate_block_is_a_protocol_violation(
     compressor = zlib.compressobj()
     ended = compressor.compress(b'{"op":11}') + compressor.flush(zlib.Z_FINISH)
     with pytest.raises(ProtocolViolation, match="a final block ended it") as info:
-        zlib_inflater(max_size=1 << 20).feed(ended + b"\x00\x00\xff\xff", True)
+        feed(zlib_inflater(max_size=1 << 20), ended + b"\x00\x00\xff\xff")
     assert info.value.close_code == 4000
 
 
@@ -162,9 +163,9 @@ def test_a_message_of_exactly_max_size_inflates_and_one_byte_more_is_refused(
     # A run of one byte inflates from long back-references: the limit falls inside one.
     doc = b"a" * size
     [message] = zlib_messages([doc])
-    assert zlib_inflater(max_size=size).feed(message, True) == doc
+    assert feed(zlib_inflater(max_size=size), message) == doc
     with pytest.raises(ProtocolViolation, match="exceeds the size limit") as info:
-        zlib_inflater(max_size=size - 1 or 1).feed(zlib_messages([doc + b"a"])[0], True)
+        feed(zlib_inflater(max_size=size - 1 or 1), zlib_messages([doc + b"a"])[0])
     assert info.value.close_code == 1009
 
 
