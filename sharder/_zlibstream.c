@@ -53,17 +53,31 @@ typedef struct {
     unsigned char *part;     /* a message split over websocket messages */
     size_t part_len, part_size;
     PyObject *disabled;      /* the last ``disabled`` set, checked to hold only bytes */
-    PyObject *held;          /* the message of an error held back while drops are returned */
-    int held_code;           /* and its close code */
+    PyObject *failure;       /* the words of the last violation raised (a str) */
+    int failure_code;        /* and its close code */
+    int held;                /* that violation is held back while drops are returned */
 } ZlibStream;
 
+/* Raise the last violation again: ProtocolViolation(failure, failure_code). */
 static void
-violation(const char *message, int close_code)
+raise_failure(ZlibStream *self)
 {
-    PyObject *exc = PyObject_CallFunction(ProtocolViolation, "si", message, close_code);
+    PyObject *exc =
+        PyObject_CallFunction(ProtocolViolation, "Oi", self->failure, self->failure_code);
     if (exc != NULL) {
         PyErr_SetObject(ProtocolViolation, exc);
         Py_DECREF(exc);
+    }
+}
+
+/* Raise ProtocolViolation(message, close_code), remembered for ``held``. */
+static void
+violation(ZlibStream *self, const char *message, int close_code)
+{
+    Py_XSETREF(self->failure, PyUnicode_FromString(message));
+    self->failure_code = close_code;
+    if (self->failure != NULL) {
+        raise_failure(self);
     }
 }
 
@@ -94,7 +108,7 @@ inflate_error(ZlibStream *self, int err)
         snprintf(message, sizeof message,
                  "corrupt zlib stream: Error %d while decompressing data: %.200s", err, detail);
     }
-    violation(message, 4000);
+    violation(self, message, 4000);
     return -1;
 }
 
@@ -121,7 +135,7 @@ inflate_message(ZlibStream *self, const unsigned char *data, size_t len, size_t 
 {
     if (!self->started) {
         if (len < 2 || !is_zlib_header(data[0], data[1])) {
-            violation("corrupt zlib stream: incorrect header check", 4000);
+            violation(self, "corrupt zlib stream: incorrect header check", 4000);
             return -1;
         }
         self->started = 1;
@@ -139,7 +153,7 @@ inflate_message(ZlibStream *self, const unsigned char *data, size_t len, size_t 
                 if (len == 0) {
                     break;
                 }
-                violation("inflated message exceeds the size limit", 1009);
+                violation(self, "inflated message exceeds the size limit", 1009);
                 return -1;
             }
             if (grow_scratch(have + 1) < 0) {
@@ -156,7 +170,7 @@ inflate_message(ZlibStream *self, const unsigned char *data, size_t len, size_t 
         len -= in_chunk - zs->avail_in;
         have += out_chunk - zs->avail_out;
         if (err == Z_STREAM_END) {
-            violation("corrupt zlib stream: a final block ended it", 4000);
+            violation(self, "corrupt zlib stream: a final block ended it", 4000);
             return -1;
         }
         if (err != Z_OK && err != Z_BUF_ERROR) {
@@ -252,7 +266,7 @@ take_message(ZlibStream *self, PyObject *data, Py_ssize_t *doc_len)
         if (!whole) {
             if (self->part_len > (size_t)self->max_size) {
                 self->part_len = 0;
-                violation("compressed message exceeds the size limit", 1009);
+                violation(self, "compressed message exceeds the size limit", 1009);
                 return -1;
             }
             *doc_len = -1;
@@ -319,14 +333,9 @@ next_document(ZlibStream *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "next_document takes 3 arguments");
         return NULL;
     }
-    if (self->held != NULL) {
-        PyObject *held = self->held;
-        self->held = NULL;
-        const char *message = PyUnicode_AsUTF8(held);
-        if (message != NULL) {
-            violation(message, self->held_code);
-        }
-        Py_DECREF(held);
+    if (self->held) {
+        self->held = 0;
+        raise_failure(self);
         return NULL;
     }
     PyObject *messages = args[0];
@@ -401,25 +410,8 @@ error:
     if (dropped == 0 || !PyErr_ExceptionMatches(ProtocolViolation)) {
         return NULL;
     }
-    /* Its words and code, not the exception: nothing to keep alive, no cycle. */
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    PyObject *message = value != NULL ? PyObject_Str(value) : NULL;
-    PyObject *code = value != NULL ? PyObject_GetAttrString(value, "close_code") : NULL;
-    long close_code = code != NULL ? PyLong_AsLong(code) : -1;
-    Py_XDECREF(code);
-    if (message == NULL || close_code == -1) {
-        Py_XDECREF(message);
-        PyErr_Clear();
-        PyErr_Restore(type, value, traceback);
-        return NULL;
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(traceback);
-    self->held = message;
-    self->held_code = (int)close_code;
+    PyErr_Clear();  /* ``failure`` holds its words and code: no exception object kept */
+    self->held = 1;
     return Py_BuildValue("(nOLL)", index, Py_None, dropped, top);
 }
 
@@ -448,7 +440,7 @@ ZlibStream_init(ZlibStream *self, PyObject *args, PyObject *kwargs)
     self->part_len = 0;
     self->max_size = max_size;
     Py_XSETREF(self->disabled, PyFrozenSet_New(NULL));
-    Py_CLEAR(self->held);
+    self->held = 0;
     return self->disabled == NULL ? -1 : 0;
 }
 
@@ -460,7 +452,7 @@ ZlibStream_dealloc(ZlibStream *self)
     }
     PyMem_RawFree(self->part);
     Py_XDECREF(self->disabled);
-    Py_XDECREF(self->held);
+    Py_XDECREF(self->failure);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
