@@ -48,15 +48,20 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "frame_scan": _frame_scan(),
+        **_receive_path(),
     }
 
 
-def _frame_scan() -> str:
-    """Which data-frame scan botrun's websocket parser runs: the C extension or Python."""
-    from sharder import _websocket
+def _receive_path() -> dict[str, str]:
+    """Which frame scan and zlib-stream inflater botrun runs: its C extensions or Python."""
+    from sharder import _codec, _websocket
 
-    return "Python" if _websocket.scan_frames is _websocket._scan_frames_in_python else "C"
+    python_scan = _websocket.scan_frames is _websocket._scan_frames_in_python
+    python_inflater = _codec._zlib_stream is _codec.ZlibStreamInflater
+    return {
+        "frame_scan": "Python" if python_scan else "C",
+        "zlib_stream": "Python" if python_inflater else "C",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_KEYS = {
-    "machine": {"cpu", "cores", "memory_gb", "python"},
+    "machine": {"cpu", "cores", "memory_gb", "python", "frame_scan", "zlib_stream"},
     "throughput": {"events", "floor_orjson", "floor_json", "emulator", "rows"},
     "discard": {"events", "rows", "unwanted_cost", "mixed_speedup"},
     "shards": {"rows"},
