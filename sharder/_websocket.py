@@ -326,9 +326,12 @@ class WebSocketClient:
         Raises:
             ProtocolViolation: with ``close_code`` 1002 for a broken frame and
                 1009 for a message over ``max_message_size`` (known from the
-                header, before its payload is buffered). Messages parsed earlier
-                in the same call are discarded; the connection is unusable, and
-                every later call raises again.
+                header, before its payload is buffered). If the call parsed
+                messages before the broken frame, it returns them and the next
+                call (:meth:`next_messages`; :attr:`has_unparsed` is true)
+                raises: a READY just before it still starts the session that a
+                resume needs. The connection is unusable, and every later call
+                raises again.
         """
         if self._stopped:
             return self._after_stop()
@@ -346,8 +349,9 @@ class WebSocketClient:
 
     @property
     def has_unparsed(self) -> bool:
-        """Whether input left by a ``limit`` waits for :meth:`next_messages`."""
-        return self._unparsed is not None
+        """Whether :meth:`next_messages` has something to give: input left by a
+        ``limit``, or a violation held back behind the messages before it."""
+        return self._unparsed is not None or self._failure is not None
 
     def next_messages(self, limit: int = 0) -> list[tuple[int, bytes]]:
         """Parse on where a ``limit`` stopped :meth:`receive_data` or an earlier call."""
@@ -401,7 +405,9 @@ class WebSocketClient:
             self._stopped = True
             self._failure = (str(exc), exc.close_code)
             self._buffer.clear()
-            raise
+            if not messages:
+                raise
+            return messages  # the next call raises (has_unparsed says one is due)
         self._need = need
         if pos < n:
             self._buffer += memoryview(view)[pos:]

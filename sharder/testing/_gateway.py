@@ -238,20 +238,38 @@ class GatewayConnection:
             await anyio.sleep_forever()
 
     async def _write_loop(self) -> None:
-        """Send queued items in order; after a close frame, drop the rest."""
+        """Send queued items in order; after a close frame, drop the rest.
+
+        What was queued meanwhile goes out in one write, as from a busy server:
+        a burst of events reaches the client in one read.
+        """
+        outbox = self._outbox_out
         try:
-            async for item in self._outbox_out:
-                if self.zombie or not self.ws.open:
-                    continue
-                if isinstance(item, _Close):
-                    await self._send_close(item)
-                elif isinstance(item, _Raw):
-                    await self.ws.send_message(item.data, item.binary)
-                else:
-                    await self.ws.send_message(*self._codec.pack(item.data))
+            async for first in outbox:
+                items = [first]
+                with contextlib.suppress(anyio.WouldBlock):
+                    while True:
+                        items.append(outbox.receive_nowait())
+                messages: list[tuple[bytes, bool]] = []
+                for item in items:
+                    if self.zombie or not self.ws.open:
+                        continue
+                    if isinstance(item, _Close):
+                        await self._send_messages(messages)
+                        messages = []
+                        await self._send_close(item)
+                    elif isinstance(item, _Raw):
+                        messages.append((item.data, item.binary))
+                    else:
+                        messages.append(self._codec.pack(item.data))
+                await self._send_messages(messages)
         except _TRANSPORT_ERRORS:
             self._end_reason = "broken"
             self._scope.cancel()
+
+    async def _send_messages(self, messages: list[tuple[bytes, bool]]) -> None:
+        if messages and not self.zombie and self.ws.open:
+            await self.ws.send_messages(messages)
 
     async def _send_close(self, item: _Close) -> None:
         if await self.ws.send_close(item.code, item.reason):

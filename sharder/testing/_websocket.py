@@ -64,11 +64,15 @@ class WebSocket:
         """Whether messages can still be sent (no close frame sent or received)."""
         return self._ws.state is ConnectionState.OPEN
 
-    async def send_message(self, data: bytes, binary: bool) -> None:
-        """Send one message; dropped silently once the close handshake started."""
+    async def send_messages(self, messages: list[tuple[bytes, bool]]) -> None:
+        """Send ``(data, binary)`` messages in one write; dropped silently once the
+        close handshake started."""
         if self.open:
-            event: Event = BytesMessage(data=data) if binary else TextMessage(data=data.decode())
-            await self._send(event)
+            events: list[Event] = [
+                BytesMessage(data=data) if binary else TextMessage(data=data.decode())
+                for data, binary in messages
+            ]
+            await self._send(*events)
 
     async def send_close(self, code: int, reason: str = "") -> bool:
         """Start the close handshake; ``False`` if it had already started.
@@ -113,7 +117,7 @@ class WebSocket:
     async def _closed(self, event: CloseConnection) -> Closed:
         state = self._ws.state
         if state is ConnectionState.REMOTE_CLOSING:
-            await self._send(event.response(), ConnectionState.REMOTE_CLOSING)
+            await self._send(event.response(), required=ConnectionState.REMOTE_CLOSING)
             return Closed(event.code, event.reason or "", "client")
         if state is ConnectionState.CLOSED:
             return Closed(event.code, event.reason or "", "reply")
@@ -121,8 +125,8 @@ class WebSocket:
         await self._send(CloseConnection(event.code, event.reason))
         return Closed(event.code, event.reason or "", "invalid")
 
-    async def _send(self, event: Event, required: ConnectionState = ConnectionState.OPEN) -> bool:
-        """Send an event if the connection is still in ``required`` state.
+    async def _send(self, *events: Event, required: ConnectionState = ConnectionState.OPEN) -> bool:
+        """Send events, in one write, if the connection is still in ``required`` state.
 
         The state is checked under the lock: the reader and the writer both
         send, and either may have moved the close handshake on meanwhile.
@@ -130,7 +134,7 @@ class WebSocket:
         async with self._send_lock:
             if self._ws.state is not required:
                 return False
-            data = self._ws.send(event)
+            data = b"".join(map(self._ws.send, events))
             size = self._chunk_size
             if size is None or len(data) <= size:
                 await self._stream.send(data)

@@ -205,6 +205,19 @@ def test_a_broken_frame_after_a_batch_spares_the_messages_before_it() -> None:
         ws.receive_data(frame(TEXT, b"more"))
 
 
+def test_a_broken_frame_is_raised_after_the_messages_before_it_in_the_same_read() -> None:
+    ws = client(max_message_size=100)
+    data = frame(TEXT, b"ready") + frame(PING, b"p") + frame(TEXT, b"x" * 101) + frame(TEXT, b"b")
+    assert ws.receive_data(data) == [(TEXT, b"ready")]
+    assert parse_client_frames(ws.data_to_send()) == [(PONG, b"p")]
+    assert ws.has_unparsed
+    with pytest.raises(ProtocolViolation) as caught:
+        ws.next_messages()
+    assert caught.value.close_code == 1009
+    with pytest.raises(ProtocolViolation):
+        ws.receive_data(frame(TEXT, b"more"))
+
+
 def test_stream_fed_one_byte_at_a_time_reassembles() -> None:
     ws = client()
     data = MIXED_STREAM
