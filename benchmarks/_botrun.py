@@ -5,7 +5,7 @@ The runtime is wired the way ``runtime/bot.py`` wires it: plugins loaded by
 ``PluginContext`` each, an ``EventRouter`` attached to an ``InternalSharder``
 whose ``disabled_events`` are the router's unrouted events, the router's
 workers in a task group next to the sharder, the startup heap frozen out of
-the cycle collector (``runtime.heap``).
+the cycle collector and malloc's thresholds set (``runtime.heap``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from benchmarks._measure import PLUGIN_DIR, TOKEN
 from runtime.config import Config, PluginsConfig
 from runtime.context import PluginContext
 from runtime.dispatch import EventRouter
-from runtime.heap import startup_heap_frozen
+from runtime.heap import keep_freed_memory, startup_heap_frozen
 from runtime.plugins import load_plugins
 from sharder import Intents, InternalSharder
 
@@ -81,6 +81,7 @@ async def runtime(
         )
         sharder = make_sharder(gateway, disabled_events=router.unrouted_events())
         router.attach(sharder)
+        keep_freed_memory()
         with startup_heap_frozen():
             async with anyio.create_task_group() as workers:
                 workers.start_soon(router.run)

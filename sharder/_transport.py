@@ -137,13 +137,16 @@ class WebSocketConnection:
         self._send_broken = False  # a send was interrupted mid-frame: stream unusable
         self._close_wait: anyio.Event | None = None
 
-    async def receive(self) -> list[tuple[int, bytes]]:
+    async def receive(self, *, pause: bool = True) -> list[tuple[int, bytes]]:
         """Return the next complete messages (at most :data:`MAX_BATCH`; possibly none).
 
         Reads only when the messages of the previous read are all returned;
         until then each call is a checkpoint, so that other tasks run between
-        slices. Queued pongs and the close reply are sent before returning;
-        if that fails, the next call reports the broken stream.
+        slices, unless ``pause`` is false (the caller's previous slice made no
+        work for them: its messages were all dropped unparsed). Each read is a
+        checkpoint either way, so no task goes on for more than a read's worth
+        of messages without one. Queued pongs and the close reply are sent
+        before returning; if that fails, the next call reports the broken stream.
 
         Raises:
             TransportError: EOF, a broken stream, or :meth:`close` was called.
@@ -154,7 +157,8 @@ class WebSocketConnection:
             raise TransportError(f"{self._where}: connection is closed")
         ws = self._ws
         if ws.has_unparsed:
-            await anyio.lowlevel.checkpoint()
+            if pause:
+                await anyio.lowlevel.checkpoint()
             messages = ws.next_messages(MAX_BATCH)
             await self._flush()
             return messages

@@ -11,6 +11,7 @@ heartbeat never waits for plugin code.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import logging
 import math
@@ -80,6 +81,15 @@ _NO_WINDOW: Final = (math.inf, math.inf)
 _COLLECTED: Final = frozenset(
     {"GUILD_MEMBERS_CHUNK", "RATE_LIMITED", "VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE"}
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _shared(names: frozenset[bytes]) -> frozenset[bytes]:
+    """The first set equal to ``names``: every shard with these names holds one object.
+
+    The C inflater finds its lookup table for a set by the set's identity.
+    """
+    return names
 
 
 class ShardStatus(enum.IntEnum):
@@ -235,6 +245,7 @@ class WebsocketShard(TaskGroupOwner):
         self._registry = listeners if listeners is not None else ListenerRegistry()
         self._handlers = self._registry.by_name
         self._disabled: frozenset[bytes] = frozenset()
+        self._dropped = 0  # dispatches of disabled events dropped unparsed, all connections
         self.disabled_events = options.get("disabled_events", ())
 
         self.status = ShardStatus.CLOSED
@@ -310,8 +321,12 @@ class WebsocketShard(TaskGroupOwner):
             if '"' in name:  # the peek reads a name up to its closing quote
                 raise ValueError(f"not an event name: {name!r}")
         # Never drop what the shard itself needs to see.
-        self._disabled = frozenset(
-            name.encode() for name in names if name not in _READY_EVENTS and name not in _COLLECTED
+        self._disabled = _shared(
+            frozenset(
+                name.encode()
+                for name in names
+                if name not in _READY_EVENTS and name not in _COLLECTED
+            )
         )
 
     def on(self, name: str, listener: Listener) -> None:
@@ -495,15 +510,17 @@ class WebsocketShard(TaskGroupOwner):
         receive = conn.receive
         handle = self._handle_messages
         proto = self._protocol
+        pause = True
         while True:
             try:
-                messages = await receive()
+                messages = await receive(pause=pause)
             except TransportError as exc:
                 self._lost_reason = str(exc)
                 return
             except ProtocolViolation as exc:
                 await self._violation(exc)
                 return
+            count, dropped_before = len(messages), self._dropped
             while messages:
                 try:
                     messages = handle(messages)
@@ -520,6 +537,8 @@ class WebsocketShard(TaskGroupOwner):
                         return
             if self._pause_count or len(self._backlog) > self.max_backlog:
                 await self._wait_until_unpaused()
+            # A slice dropped whole made no work for other tasks: go on without yielding.
+            pause = not count or self._dropped - dropped_before != count
 
     def _handle_messages(self, messages: Messages) -> Messages:
         """Decode a slice of messages and hand them on: the per-event hot path.
@@ -547,6 +566,7 @@ class WebsocketShard(TaskGroupOwner):
             if dropped:
                 # Before a listener can see the session's sequence.
                 proto.skip_dispatches(dropped, top)
+                self._dropped += dropped
             if raw is None:
                 if index < count and messages[index][0] == CLOSE:
                     self._server_close = parse_close(messages[index][1])

@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from sharder import GatewayClosedError, LocalIdentifyQueue, ShardStatus
+from sharder._transport import MAX_BATCH
 from tests.sharder.helpers import (
     TOKEN,
     Recorder,
@@ -463,6 +465,40 @@ async def test_disabled_events_dropped_in_a_replay_count_in_its_resumed_total() 
         assert session.sequence == seqs[-1] + 5 + 1  # the trailing presences and RESUMED
 
 
+async def test_slices_of_a_read_dropped_whole_go_on_without_letting_other_tasks_run() -> None:
+    # One read: a message, five slices' worth of disabled presences, a message. Other
+    # tasks run after the first slice (it delivered an event), not between the next ones.
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    seen: dict[str, int] = {}
+    async with (
+        emulator() as discord,
+        running_sharder(discord, disabled_events=["PRESENCE_UPDATE"]) as (sharder, rec),
+        anyio.create_task_group() as tg,
+    ):
+        sharder.on("MESSAGE_CREATE", lambda data, _: seen.setdefault(data["content"], ticks))
+        await discord.wait_for("ready", shard_id=0)
+        tg.start_soon(ticker)
+        presences = [("PRESENCE_UPDATE", {"status": "idle"})] * (5 * MAX_BATCH)
+        await discord.dispatch_many(
+            0,
+            [
+                ("MESSAGE_CREATE", {"content": "a"}),
+                *presences,
+                ("MESSAGE_CREATE", {"content": "b"}),
+            ],
+        )
+        await rec.wait(lambda: rec.contents() == ["a", "b"])
+        tg.cancel_scope.cancel()
+    assert seen["b"] - seen["a"] <= 2  # 5 with a checkpoint before every slice
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -537,6 +573,15 @@ def test_a_disabled_event_name_with_a_quote_is_refused() -> None:
     with pytest.raises(ValueError, match="not an event name"):
         shard.disabled_events = ['PRESENCE_UPDATE","s":1,']
     assert shard.disabled_events == {"TYPING_START"}
+
+
+def test_shards_disabling_the_same_events_share_one_set_of_names() -> None:
+    # The C inflater keeps a lookup table per set object: one for all these shards.
+    from sharder import WebsocketShard
+
+    first = WebsocketShard({"token": TOKEN, "intents": 1, "disabled_events": ["A", "B"]})
+    second = WebsocketShard({"token": TOKEN, "intents": 1, "disabled_events": ("B", "A", "A")})
+    assert first._disabled is second._disabled
 
 
 async def test_offline_mode_keeps_retrying_until_closed() -> None:

@@ -29,7 +29,12 @@ from wsproto.events import (
     TextMessage,
 )
 
-from sharder._transport import WebSocketConnection, default_ssl_context, open_websocket
+from sharder._transport import (
+    MAX_BATCH,
+    WebSocketConnection,
+    default_ssl_context,
+    open_websocket,
+)
 from sharder._websocket import BINARY, CLOSE, TEXT, parse_close
 from sharder.errors import HandshakeError, ProtocolViolation, TransportError
 
@@ -172,6 +177,32 @@ async def test_frames_sent_with_the_upgrade_response_are_kept() -> None:
     async with serve(eager) as port:
         conn = await open_websocket(f"ws://127.0.0.1:{port}/")
         assert await conn.receive() == [(TEXT, b'{"op":10}')]
+        await conn.abort()
+
+
+async def test_a_read_is_handed_over_a_slice_at_a_time_with_a_checkpoint_between() -> None:
+    # Unless the caller says its last slice gave other tasks nothing to do. A cancelled
+    # scope shows which calls checkpoint: a checkpoint is where it strikes.
+    async def burst(stream: anyio.abc.ByteStream) -> None:
+        peer = Peer(stream)
+        await peer.accept()
+        frames = [peer.ws.send(Message(data=b"%d" % i)) for i in range(3 * MAX_BATCH)]
+        await stream.send(b"".join(frames))  # one write: one read
+        await peer.next_message()
+
+    async with serve(burst) as port:
+        conn = await open_websocket(f"ws://127.0.0.1:{port}/")
+        first = await receive_messages(conn, 1)
+        assert len(first) == MAX_BATCH
+        second: list[tuple[int, bytes]] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            second = await conn.receive(pause=False)
+            await conn.receive()
+        assert len(second) == MAX_BATCH  # handed over without a checkpoint
+        assert scope.cancelled_caught  # the next call checkpointed
+        third = await conn.receive()
+        assert [p for _, p in first + second + third] == [b"%d" % i for i in range(3 * MAX_BATCH)]
         await conn.abort()
 
 

@@ -169,6 +169,22 @@ def test_a_message_of_exactly_max_size_inflates_and_one_byte_more_is_refused(
     assert info.value.close_code == 1009
 
 
+def test_each_call_looks_names_up_in_the_set_it_brings(zlib_inflater: MakeInflater) -> None:
+    # More sets than the C inflater keeps lookup tables for, in turn; one of them
+    # large (its table probes past collisions), one holding the empty name.
+    sets = [frozenset({b"NAME_%d" % i}) for i in range(6)]
+    sets += [frozenset(b"EVENT_%d" % i for i in range(1000)) | {b"NAME_6"}, frozenset({b""})]
+    names = [f"NAME_{i}" for i in range(7)] + [""]
+    cases = [(disabled, name) for _ in range(3) for disabled in sets for name in names]
+    docs = [dispatch(name, seq) for seq, (_, name) in enumerate(cases)]
+    messages = binary(zlib_messages(docs))
+    inflater = zlib_inflater(max_size=1 << 20)
+    for seq, ((disabled, name), message) in enumerate(zip(cases, messages, strict=True)):
+        step = inflater.next_document([message], 0, disabled)
+        dropped = name.encode() in disabled
+        assert step == ((1, None, 1, seq) if dropped else (1, docs[seq], 0, -1))
+
+
 @pytest.mark.skipif(ZlibStreamInC is None, reason="the C extension is not built")
 @pytest.mark.parametrize("disabled", [{b"A"}, frozenset({"A"}), None])
 def test_the_c_inflater_takes_only_a_frozenset_of_bytes(disabled: Any) -> None:
