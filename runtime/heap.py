@@ -16,10 +16,11 @@ Each socket read allocates a 256 KiB buffer (asyncio's transport, trio's
 block's size and the trim threshold to twice that, and still hands the top of
 its heap back to the kernel whenever more than about 512 KiB of it is free. So a
 fresh process's bursts (the guilds after READY, a flood of events) write every
-read into pages the kernel must first map: 5,000 minor faults per 100,000
-presences in the discard benchmark, 0.96 against 0.84 us per dropped event.
-:func:`keep_freed_memory` sets the thresholds to 512 KiB and 1 MiB at start:
-at most 1 MiB of freed heap stays with the process, and reads reuse it.
+read into pages the kernel must first map: 16,700 minor faults per 100,000
+MESSAGE_CREATEs in the throughput benchmark, 9.81 against 9.46 us per event
+through the runtime (BENCHMARKS.md, step 28). :func:`keep_freed_memory` sets
+the thresholds to 512 KiB and 1 MiB at start: at most 1 MiB of freed heap stays
+with the process, and reads reuse it.
 """
 
 from __future__ import annotations
