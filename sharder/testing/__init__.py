@@ -23,8 +23,11 @@ bucket per window, else op 9 and a violation); ``session_start_total``,
 detached session stays resumable); ``reconnect_close_delay`` (after op 7);
 ``privileged_intents_allowed`` (else 4014); ``guilds_per_shard`` (GUILD_CREATE
 after READY); ``members_per_guild`` (for op 8); ``write_chunk_size`` (split
-every frame into TCP writes of that size); ``host``, ``port``,
+every write into TCP writes of that size); ``host``, ``port``,
 ``ssl_context`` (wss/https); ``replay_limit`` (events kept per session).
+
+What is queued for a connection while it writes goes out in one write, as
+from a busy gateway: events dispatched together reach the client in one read.
 
 Run standalone with ``python -m sharder.testing --port 8080 [--chatter]``.
 """

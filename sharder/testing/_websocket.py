@@ -3,7 +3,8 @@
 The client side of the project has its own websocket code; this one is built
 independently on wsproto's server role so the two cannot share a bug. It
 reassembles fragmented messages, answers pings, completes the close handshake
-and can write each frame in small pieces to exercise the client's reassembly.
+and can cut each write (one frame or several) into small pieces to exercise the
+client's reassembly.
 """
 
 from __future__ import annotations
