@@ -74,7 +74,6 @@ typedef struct {
     Py_ssize_t max_size;
     unsigned char *part;     /* a message split over websocket messages */
     size_t part_len, part_size;
-    PyObject *disabled;      /* the last ``disabled`` set, checked to hold only bytes */
     PyObject *failure;       /* the words of the last violation raised (a str) */
     int failure_code;        /* and its close code */
     int held;                /* that violation is held back while drops are returned */
@@ -255,9 +254,14 @@ name_table(PyObject *set)
         PyMem_RawFree(slots);
         return NULL;
     }
-    PyObject *key; /* bytes (set_disabled checked): alive as long as the set */
+    PyObject *key;
     while ((key = PyIter_Next(iterator)) != NULL) {
-        const char *name = PyBytes_AS_STRING(key);
+        if (!PyBytes_CheckExact(key)) {
+            Py_DECREF(key);
+            PyErr_SetString(PyExc_TypeError, "disabled must be a frozenset of bytes");
+            break;
+        }
+        const char *name = PyBytes_AS_STRING(key); /* alive as long as the set */
         size_t len = (size_t)PyBytes_GET_SIZE(key);
         Py_DECREF(key);
         uint32_t hash = name_hash(name, len);
@@ -395,63 +399,20 @@ release_scratch(void)
     }
 }
 
-static int
-set_disabled(ZlibStream *self, PyObject *disabled)
-{
-    if (disabled == self->disabled) {
-        return 0;
-    }
-    if (!PyFrozenSet_CheckExact(disabled)) {
-        PyErr_SetString(PyExc_TypeError, "disabled must be a frozenset of bytes");
-        return -1;
-    }
-    /* Only bytes: looking one up then runs no Python code (see the scratch buffer). */
-    PyObject *iterator = PyObject_GetIter(disabled);
-    if (iterator == NULL) {
-        return -1;
-    }
-    PyObject *name;
-    while ((name = PyIter_Next(iterator)) != NULL) {
-        int bytes = PyBytes_CheckExact(name);
-        Py_DECREF(name);
-        if (!bytes) {
-            Py_DECREF(iterator);
-            PyErr_SetString(PyExc_TypeError, "disabled must be a frozenset of bytes");
-            return -1;
-        }
-    }
-    Py_DECREF(iterator);
-    if (PyErr_Occurred()) {
-        return -1;
-    }
-    Py_INCREF(disabled);
-    Py_XSETREF(self->disabled, disabled);
-    return 0;
-}
-
-/* (index, document, dropped, top), stealing ``doc``; built by hand, as it is once per
- * document: Py_BuildValue would parse its format string each time. */
+/* (index, document, dropped, top), taking the reference to ``doc``. Not Py_BuildValue,
+ * which would parse its format string once per document. */
 static PyObject *
 step(Py_ssize_t index, PyObject *doc, long long dropped, long long top)
 {
-    PyObject *result = PyTuple_New(4);
-    if (result == NULL) {
-        Py_DECREF(doc);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(result, 1, doc);
-    PyObject *numbers[3] = {
-        PyLong_FromSsize_t(index), PyLong_FromLongLong(dropped), PyLong_FromLongLong(top)};
-    for (int i = 0; i < 3; i++) {
-        if (numbers[i] == NULL) {
-            Py_DECREF(result);
-            for (int j = i + 1; j < 3; j++) {
-                Py_XDECREF(numbers[j]);
-            }
-            return NULL;
-        }
-        PyTuple_SET_ITEM(result, i == 0 ? 0 : i + 1, numbers[i]);
-    }
+    PyObject *at = PyLong_FromSsize_t(index);
+    PyObject *count = PyLong_FromLongLong(dropped);
+    PyObject *highest = PyLong_FromLongLong(top);
+    PyObject *result =
+        at && count && highest ? PyTuple_Pack(4, at, doc, count, highest) : NULL;
+    Py_XDECREF(at);
+    Py_XDECREF(count);
+    Py_XDECREF(highest);
+    Py_DECREF(doc);
     return result;
 }
 
@@ -480,11 +441,13 @@ next_document(ZlibStream *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "next_document: a negative index");
         return NULL;
     }
-    if (set_disabled(self, args[2]) < 0) {
+    PyObject *disabled = args[2];
+    if (!PyFrozenSet_CheckExact(disabled)) {
+        PyErr_SetString(PyExc_TypeError, "disabled must be a frozenset of bytes");
         return NULL;
     }
     NameTable *names = NULL;
-    if (PySet_GET_SIZE(self->disabled) > 0 && (names = name_table(self->disabled)) == NULL) {
+    if (PySet_GET_SIZE(disabled) > 0 && (names = name_table(disabled)) == NULL) {
         return NULL;
     }
     long long dropped = 0, top = -1;
@@ -565,9 +528,8 @@ ZlibStream_init(ZlibStream *self, PyObject *args, PyObject *kwargs)
     self->started = 0;
     self->part_len = 0;
     self->max_size = max_size;
-    Py_XSETREF(self->disabled, PyFrozenSet_New(NULL));
     self->held = 0;
-    return self->disabled == NULL ? -1 : 0;
+    return 0;
 }
 
 static void
@@ -577,7 +539,6 @@ ZlibStream_dealloc(ZlibStream *self)
         inflateEnd(&self->zs);
     }
     PyMem_RawFree(self->part);
-    Py_XDECREF(self->disabled);
     Py_XDECREF(self->failure);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
