@@ -4,8 +4,8 @@ The runtime is wired the way ``runtime/bot.py`` wires it: plugins loaded by
 ``load_plugins`` from a drop-in folder (``benchmarks/plugins``), one
 ``PluginContext`` each, an ``EventRouter`` attached to an ``InternalSharder``
 whose ``disabled_events`` are the router's unrouted events, the router's
-workers in a task group next to the sharder, the startup heap frozen out of
-the cycle collector and malloc's thresholds set (``runtime.heap``).
+workers in a task group next to the sharder, inside ``runtime.heap.serving_heap``
+(malloc's thresholds set, the startup heap frozen out of the cycle collector).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from benchmarks._measure import PLUGIN_DIR, TOKEN
 from runtime.config import Config, PluginsConfig
 from runtime.context import PluginContext
 from runtime.dispatch import EventRouter
-from runtime.heap import keep_freed_memory, startup_heap_frozen
+from runtime.heap import serving_heap
 from runtime.plugins import load_plugins
 from sharder import Intents, InternalSharder
 
@@ -81,8 +81,7 @@ async def runtime(
         )
         sharder = make_sharder(gateway, disabled_events=router.unrouted_events())
         router.attach(sharder)
-        keep_freed_memory()
-        with startup_heap_frozen():
+        with serving_heap():
             async with anyio.create_task_group() as workers:
                 workers.start_soon(router.run)
                 async with sharder:

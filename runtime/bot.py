@@ -19,7 +19,7 @@ from .config import Config, resolve_token
 from .context import PluginContext
 from .dispatch import EventRouter
 from .errors import BotrunError, ConfigError
-from .heap import keep_freed_memory, startup_heap_frozen
+from .heap import serving_heap
 from .plugins import PluginSet, load_plugins
 from .progress import StartupProgress
 from .rest import RestClient
@@ -187,8 +187,7 @@ class Bot:
         if self._restored:
             sharder.on("ready", self._on_new_session)
             sharder.on("resumed", self._on_resumed)
-        keep_freed_memory()
-        with startup_heap_frozen():  # from here on the heap is the bot's, not startup's
+        with serving_heap():  # from here on the heap is the bot's, not startup's
             async with anyio.create_task_group() as workers:
                 workers.start_soon(router.run)
                 workers.start_soon(LoopWatchdog(router, config.plugins.slow_handler_warning).run)

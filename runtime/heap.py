@@ -1,5 +1,6 @@
-"""The bot process's heap: the startup heap frozen out of the cycle collector,
-and glibc's malloc told to keep freed read buffers for reuse.
+"""The bot process's heap while it serves (:func:`serving_heap`): the startup
+heap frozen out of the cycle collector, and glibc's malloc told to keep freed
+read buffers for reuse.
 
 What exists once the plugins have started (modules, classes, the config, the
 plugins' own state) lives as long as the process. Python's full collection
@@ -8,7 +9,7 @@ of events set it off: 8 ms for the runtime's imports alone on the benchmark
 machine (37,600 objects). ``gc.freeze()`` moves that heap to a permanent
 generation the collector skips, as large Python services do after start-up.
 Frozen objects are still freed by reference counting; only a cycle among them
-would wait for :func:`startup_heap_frozen` to end, which gives them back.
+would wait for :func:`serving_heap` to end, which gives them back.
 
 Each socket read allocates a 256 KiB buffer (asyncio's transport, trio's
 ``recv``). glibc's malloc serves a block that size from ``mmap`` (above its
@@ -32,7 +33,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-__all__ = ["keep_freed_memory", "startup_heap_frozen"]
+__all__ = ["keep_freed_memory", "serving_heap"]
 
 # glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -63,8 +64,10 @@ def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 @contextmanager
-def startup_heap_frozen() -> Iterator[None]:
-    """Collect once, then keep every object alive now out of later collections."""
+def serving_heap() -> Iterator[None]:
+    """Set malloc's thresholds (:func:`keep_freed_memory`), collect once, then keep
+    every object alive now out of later collections until the block ends."""
+    keep_freed_memory()
     gc.collect()
     gc.freeze()
     try:

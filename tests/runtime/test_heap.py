@@ -11,7 +11,7 @@ import weakref
 
 import pytest
 
-from runtime.heap import keep_freed_memory, startup_heap_frozen
+from runtime.heap import keep_freed_memory, serving_heap
 
 
 class Node:
@@ -27,13 +27,13 @@ def cycle() -> weakref.ref[Node]:
 
 def test_what_exists_at_startup_is_frozen_until_the_block_ends() -> None:
     assert gc.get_freeze_count() == 0
-    with startup_heap_frozen():
+    with serving_heap():
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
 
 
 def test_a_cycle_made_while_frozen_is_still_collected() -> None:
-    with startup_heap_frozen():
+    with serving_heap():
         made = cycle()
         gc.collect()
         assert made() is None
@@ -41,7 +41,7 @@ def test_a_cycle_made_while_frozen_is_still_collected() -> None:
 
 def test_startup_garbage_is_collected_before_the_freeze() -> None:
     made = cycle()
-    with startup_heap_frozen():
+    with serving_heap():
         assert made() is None
 
 
