@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,13 @@ def _receive_path() -> dict[str, str]:
     from sharder import _codec, _websocket
 
     python_scan = _websocket.scan_frames is _websocket._scan_frames_in_python
-    python_inflater = _codec._zlib_stream is _codec.ZlibStreamInflater
-    return {
-        "frame_scan": "Python" if python_scan else "C",
-        "zlib_stream": "Python" if python_inflater else "C",
-    }
+    if _codec._zlib_stream is _codec.ZlibStreamInflater:
+        inflater = f"Python (zlib {zlib.ZLIB_RUNTIME_VERSION})"
+    else:
+        from sharder._zlibstream import INFLATE_LIBRARY
+
+        inflater = f"C ({INFLATE_LIBRARY})"
+    return {"frame_scan": "Python" if python_scan else "C", "zlib_stream": inflater}
 
 
 def main(argv: list[str] | None = None) -> int:

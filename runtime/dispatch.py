@@ -149,7 +149,8 @@ class PluginWorker:
         self.spills = 0
         """Times the backlog filled up and events started to wait on disk."""
         self.calls = 0
-        self.current: tuple[str, float] | None = None
+        self.started = 0.0
+        """When the handler of ``item`` started (``time.perf_counter``)."""
         self.blocking: tuple[str, float] | None = None
         """Set while a sync handler runs on the loop: what the watchdog names."""
         self._paused: set[WebsocketShard] = set()
@@ -307,35 +308,35 @@ class PluginWorker:
             return spill.size <= spill.limit // 2
         return not self.spilled and len(self.queue) <= self.capacity // 2
 
+    @property
+    def current(self) -> tuple[str, float] | None:
+        """The hook being run and when it started, or None while waiting."""
+        item = self.item
+        return None if item is None else (item[0].hook, self.started)
+
     async def run(self) -> None:
-        queue = self.queue
+        queue, context = self.queue, self.context
         perf_counter = time.perf_counter
         try:
             with anyio.CancelScope() as self.scope:
                 while True:
                     while queue:
-                        item = self.item = queue.popleft()
-                        target, data, shard_id, _, _ = item
                         # Inlined rather than a coroutine per event: this is the hot path.
-                        args = target.select((self.context, data, shard_id))
+                        item = self.item = queue.popleft()
+                        target = item[0]
+                        args = target.select((context, item[1], item[2]))
                         self.calls += 1
-                        started = perf_counter()
-                        self.current = (target.hook, started)
+                        self.started = perf_counter()
+                        kind = target.kind
                         try:
-                            kind = target.kind
                             if kind == "async":
                                 await target.function(*args)
                             elif kind == "sync":
-                                self.blocking = self.current
-                                target.function(*args)
-                                if perf_counter() - started > self.slow_threshold:
-                                    self._warn_blocked(target, started)
+                                self._call_blocking(target, args)
                             else:
                                 await self._call_in_thread(target, args)
                         except Exception:
-                            self._failed(target, shard_id)
-                        finally:
-                            self.current = self.blocking = None
+                            self._failed(target, item[2])
                         # Only a cancellation (stop's grace ran out) skips this: an event
                         # cut short is not finished.
                         self.item = None
@@ -365,6 +366,17 @@ class PluginWorker:
             shard.resume_reading()
         self._paused.clear()
         self._spill_full_warned = False
+
+    def _call_blocking(self, target: _Target, args: tuple[Any, ...]) -> None:
+        """A plain-function hook, on the loop: the watchdog names it while it runs."""
+        started = self.started
+        self.blocking = (target.hook, started)
+        try:
+            target.function(*args)
+        finally:
+            self.blocking = None
+        if time.perf_counter() - started > self.slow_threshold:
+            self._warn_blocked(target, started)
 
     async def _call_in_thread(self, target: _Target, args: tuple[Any, ...]) -> None:
         # abandon_on_cancel: a hung thread must not hold up stop() past its grace.

@@ -1,5 +1,8 @@
 """The zlib-stream inflater with early discard, in C (sharder/_zlibstream.c); see _codec."""
 
+INFLATE_LIBRARY: str
+"""The inflate library compiled in, and its version: ``"zlib-ng 2.3.3"``."""
+
 class ZlibStream:
     def __init__(self, max_size: int) -> None: ...
     @property

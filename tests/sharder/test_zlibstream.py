@@ -9,6 +9,7 @@ at any size limit, with any names disabled.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import zlib
@@ -191,6 +192,32 @@ def test_the_c_inflater_takes_only_a_frozenset_of_bytes(disabled: Any) -> None:
     messages = binary(zlib_messages([b"{}"]))
     with pytest.raises(TypeError, match="frozenset of bytes"):
         ZlibStreamInC(max_size=10).next_document(messages, 0, disabled)
+
+
+@pytest.mark.skipif(ZlibStreamInC is None, reason="the C extension is not built")
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_the_c_inflater_is_zlib_ng_and_gives_back_what_zlib_deflated(level: int) -> None:
+    """A long stream of small and large documents, text and random bytes, so that
+    stored, fixed and dynamic blocks occur and matches reach 32 KiB back across
+    messages: zlib-ng inflates every one byte for byte."""
+    from sharder._zlibstream import INFLATE_LIBRARY
+
+    assert INFLATE_LIBRARY.startswith("zlib-ng ")
+    rng = random.Random(level)
+    words = [rng.randbytes(rng.randint(1, 12)).hex().encode() for _ in range(500)]
+    docs = [
+        rng.randbytes(rng.randint(1, 70_000))
+        if i % 7 == 0
+        else b" ".join(rng.choices(words, k=rng.randint(1, 15_000)))
+        for i in range(120)
+    ]
+    messages = binary(zlib_messages(docs, level))
+    inflater = ZlibStreamInC(max_size=1 << 20)
+    inflated, index = [], 0
+    while index < len(messages):
+        index, document, _, _ = inflater.next_document(messages, index, NOTHING)
+        inflated.append(document)
+    assert inflated == docs
 
 
 @pytest.mark.parametrize("setting", ["", "1"])
