@@ -4,7 +4,7 @@
 ``sharder._websocket`` and ``sharder._codec`` use the same loops in Python.
 
 ``sharder._zlibstream`` inflates with zlib-ng's portable C code, compiled in from
-``third_party/zlib-ng`` (inflate and what it needs, unmodified): 15 % less time per
+``third_party/zlib-ng`` (inflate and what it needs, unmodified): 12 % less time per
 message than the system's zlib on gateway traffic, and no zlib headers needed to
 build. See ``third_party/zlib-ng/README.botrun.md``.
 """
