@@ -26,7 +26,7 @@ import operator
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,6 +94,12 @@ class _Target:
     """Whether it takes the raw {op, t, s, d} payload (on_event) rather than ``d``."""
     select: Callable[[tuple[Any, Any, int | None]], tuple[Any, ...]]
     """Picks the implementation's arguments, in its order, out of ``(bot, data, shard_id)``."""
+    bot_and_data: bool = field(init=False)
+    """Whether it takes ``(bot, data)``, the usual shape: then it is called without
+    building two argument tuples per event (0.12 µs of the router's 1 µs)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bot_and_data", self.arguments == (0, 1))
 
 
 def _selector(arguments: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -324,17 +330,19 @@ class PluginWorker:
                         # Inlined rather than a coroutine per event: this is the hot path.
                         item = self.item = queue.popleft()
                         target = item[0]
-                        args = target.select((context, item[1], item[2]))
                         self.calls += 1
                         self.started = perf_counter()
                         kind = target.kind
                         try:
                             if kind == "async":
-                                await target.function(*args)
+                                if target.bot_and_data:
+                                    await target.function(context, item[1])
+                                else:
+                                    await target.function(*self._arguments(item))
                             elif kind == "sync":
-                                self._call_blocking(target, args)
+                                self._call_blocking(item)
                             else:
-                                await self._call_in_thread(target, args)
+                                await self._call_in_thread(item)
                         except Exception:
                             self._failed(target, item[2])
                         # Only a cancellation (stop's grace ran out) skips this: an event
@@ -367,21 +375,24 @@ class PluginWorker:
         self._paused.clear()
         self._spill_full_warned = False
 
-    def _call_blocking(self, target: _Target, args: tuple[Any, ...]) -> None:
+    def _arguments(self, item: _Item) -> tuple[Any, ...]:
+        return item[0].select((self.context, item[1], item[2]))
+
+    def _call_blocking(self, item: _Item) -> None:
         """A plain-function hook, on the loop: the watchdog names it while it runs."""
-        started = self.started
+        target, started = item[0], self.started
         self.blocking = (target.hook, started)
         try:
-            target.function(*args)
+            target.function(*self._arguments(item))
         finally:
             self.blocking = None
         if time.perf_counter() - started > self.slow_threshold:
             self._warn_blocked(target, started)
 
-    async def _call_in_thread(self, target: _Target, args: tuple[Any, ...]) -> None:
+    async def _call_in_thread(self, item: _Item) -> None:
         # abandon_on_cancel: a hung thread must not hold up stop() past its grace.
         await anyio.to_thread.run_sync(
-            functools.partial(target.function, *args), abandon_on_cancel=True
+            functools.partial(item[0].function, *self._arguments(item)), abandon_on_cancel=True
         )
 
     def _warn_blocked(self, target: _Target, started: float) -> None:

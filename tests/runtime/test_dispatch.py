@@ -185,19 +185,29 @@ async def test_hooks_may_take_any_subset_of_their_arguments() -> None:
     def everything(bot: Recorder, data: dict[str, Any], shard_id: int) -> None:
         seen["everything"] = (bot.name, data["seq"], shard_id)
 
+    # Coroutine functions: (bot, data), the usual shape, is called by a shortcut.
+    async def bot_and_data(bot: Recorder, data: dict[str, Any]) -> None:
+        seen["bot_and_data"] = (bot.name, data["seq"])
+
+    async def data_and_shard(data: dict[str, Any], shard_id: int) -> None:
+        seen["data_and_shard"] = (data["seq"], shard_id)
+
+    functions = (nothing, data_only, reordered, bot_and_data, data_and_shard)
     manager = manager_with(
-        **{f.__name__: plugin(on_message_create=f) for f in (nothing, data_only, reordered)},
+        **{f.__name__: plugin(on_message_create=f) for f in functions},
         everything=plugin(on_message_create=everything),
     )
     router, _, sharder = make_router(manager)
     async with running(router):
         sharder.dispatch(7, shard_id=1)
-        await wait_until(lambda: len(seen) == 4)
+        await wait_until(lambda: len(seen) == 6)
     assert seen == {
         "nothing": (),
         "data_only": (7,),
         "reordered": (1, "reordered"),
         "everything": ("everything", 7, 1),
+        "bot_and_data": ("bot_and_data", 7),
+        "data_and_shard": (7, 1),
     }
 
 
