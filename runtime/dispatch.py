@@ -96,7 +96,7 @@ class _Target:
     """Picks the implementation's arguments, in its order, out of ``(bot, data, shard_id)``."""
     bot_and_data: bool = field(init=False)
     """Whether it takes ``(bot, data)``, the usual shape: then it is called without
-    building two argument tuples per event (0.12 µs of the router's 1 µs)."""
+    building two argument tuples per event (about 0.1 µs)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bot_and_data", self.arguments == (0, 1))
