@@ -16,10 +16,18 @@ from setuptools import Extension, setup
 
 ZLIB_NG = Path("third_party/zlib-ng")
 ZLIB_NG_SOURCES = [
-    *(f"arch/generic/{name}.c" for name in ("adler32_c", "adler32_fold_c", "chunkset_c")),
-    *(f"arch/generic/{name}.c" for name in ("compare256_c", "crc32_braid_c", "crc32_fold_c")),
+    "arch/generic/adler32_c.c",
+    "arch/generic/adler32_fold_c.c",
+    "arch/generic/chunkset_c.c",
+    "arch/generic/compare256_c.c",
+    "arch/generic/crc32_braid_c.c",
+    "arch/generic/crc32_fold_c.c",
     "arch/generic/slide_hash_c.c",
-    *(f"{name}.c" for name in ("cpu_features", "crc32", "functable", "inflate", "inftrees")),
+    "cpu_features.c",
+    "crc32.c",
+    "functable.c",
+    "inflate.c",
+    "inftrees.c",
     "zutil.c",
 ]
 # What zlib-ng's own configure defines for a generic build (--without-optimizations)

@@ -33,7 +33,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include "zlib-ng.h"
