@@ -14,6 +14,7 @@ which is empty between messages.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,9 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 import anyio.lowlevel
+from anyio.streams.tls import TLSStream
 
+from . import _asyncio_stream
 from ._websocket import WebSocketClient
 from .errors import ProtocolViolation, TransportError
 
@@ -258,6 +261,15 @@ class WebSocketConnection:
         await anyio.aclose_forcefully(self._stream)
 
 
+async def _connect_tcp(host: str, port: int) -> anyio.abc.ByteStream:
+    """TCP, through :mod:`sharder._asyncio_stream` on asyncio, anyio's stream on trio."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio
+        return await anyio.connect_tcp(host, port)
+    return await _asyncio_stream.connect_tcp(host, port)
+
+
 def _split_url(url: str) -> tuple[bool, str, int, str, str]:
     """Return ``(secure, host, port, Host header, request path)`` for a ws(s) URL."""
     parts = urlsplit(url)
@@ -287,9 +299,9 @@ async def open_websocket(
 ) -> WebSocketConnection:
     """Connect, do TLS for ``wss://``, and upgrade; all within ``connect_timeout``.
 
-    ``TCP_NODELAY`` is already set by anyio's ``connect_tcp`` on both backends
-    (asyncio's transport and anyio's trio backend each set it), which matters
-    because heartbeats are small writes that must not wait for an ACK.
+    ``TCP_NODELAY`` is set on both backends (asyncio's transport sets it on every
+    TCP socket, anyio's ``connect_tcp`` on trio), which matters because
+    heartbeats are small writes that must not wait for an ACK.
 
     Raises:
         ValueError: ``url`` is not a ws:// or wss:// URL.
@@ -305,16 +317,15 @@ async def open_websocket(
     stream: anyio.abc.ByteStream | None = None
     try:
         with anyio.fail_after(connect_timeout), _mapped_errors(where, "opening the websocket"):
+            stream = await _connect_tcp(host, port)
             if secure:
-                stream = await anyio.connect_tcp(
-                    host,
-                    port,
-                    tls=True,
+                stream = await TLSStream.wrap(
+                    stream,
+                    server_side=False,
+                    hostname=host,
                     ssl_context=ssl_context or default_ssl_context(),
-                    tls_standard_compatible=False,
+                    standard_compatible=False,
                 )
-            else:
-                stream = await anyio.connect_tcp(host, port)
             await stream.send(ws.handshake_request())
             leftover = None
             while leftover is None:

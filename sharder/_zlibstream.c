@@ -52,7 +52,7 @@
 #define BINARY 2
 #define WINDOW 32768     /* the farthest a deflate match reaches back */
 #define KEPT_SIZE (2 * WINDOW) /* a full window, then room: one slide per 32 KiB inflated */
-#define MIN_ROOM 4096
+#define MIN_ROOM 1024
 #define MAX_SEQUENCE_DIGITS 18 /* the same bound as sharder/_peek.py's pattern */
 
 static PyObject *ProtocolViolation; /* sharder.errors.ProtocolViolation */
@@ -199,19 +199,21 @@ inflate_message(ZlibStream *self, const unsigned char *data, size_t len,
         len -= 2;
     }
     const size_t limit = (size_t)self->max_size;
-    /* Gateway JSON inflates to 2-5 times its size; a bad guess costs one more try. */
+    /* Gateway JSON inflates to 2-5 times its size. Too little room costs a try
+     * more with twice as much; all the room there is goes to every try. */
     size_t want = len < MIN_ROOM / 8 ? MIN_ROOM : len > SIZE_MAX / 8 ? SIZE_MAX : len * 8;
     for (;;) {
-        if (want > limit) {
-            want = limit;
-        }
-        if (make_room(self, want) < 0) {
+        if (make_room(self, want < limit ? want : limit) < 0) {
             return -1;
+        }
+        size_t room = self->size - self->used;
+        if (room > limit) {
+            room = limit;
         }
         unsigned char *start = self->buffer + self->used;
         int final_block;
         enum libdeflate_result result = libdeflate_deflate_decompress_flushed(
-            decompressor, self->buffer, data, len, start, want, out_len, &final_block);
+            decompressor, self->buffer, data, len, start, room, out_len, &final_block);
         if (result == LIBDEFLATE_SUCCESS) {
             if (final_block) {
                 violation(self, "corrupt zlib stream: a final block ended it", 4000);
@@ -225,11 +227,11 @@ inflate_message(ZlibStream *self, const unsigned char *data, size_t len,
             violation(self, "corrupt zlib stream: invalid deflate data", 4000);
             return -1;
         }
-        if (want >= limit) {
+        if (room >= limit) {
             violation(self, "inflated message exceeds the size limit", 1009);
             return -1;
         }
-        want = want > SIZE_MAX / 2 ? SIZE_MAX : want * 2;
+        want = room > SIZE_MAX / 2 ? SIZE_MAX : room * 2;
     }
 }
 
@@ -610,7 +612,7 @@ PyInit__zlibstream(void)
     }
     if (PyModule_AddObjectRef(module, "ZlibStream", (PyObject *)&ZlibStreamType) < 0
         || PyModule_AddStringConstant(module, "INFLATE_LIBRARY",
-                                      "libdeflate " LIBDEFLATE_VERSION_STRING " (botrun.patch)") < 0) {
+                                      "libdeflate " LIBDEFLATE_VERSION_STRING " + botrun.patch") < 0) {
         Py_DECREF(module);
         return NULL;
     }

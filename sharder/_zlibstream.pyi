@@ -1,7 +1,7 @@
 """The zlib-stream inflater with early discard, in C (sharder/_zlibstream.c); see _codec."""
 
 INFLATE_LIBRARY: str
-"""The inflate library compiled in, and its version: ``"libdeflate 1.26 (botrun.patch)"``."""
+"""The inflate library compiled in, and its version: ``"libdeflate 1.26 + botrun.patch"``."""
 
 class ZlibStream:
     def __init__(self, max_size: int) -> None: ...
