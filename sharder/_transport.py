@@ -9,7 +9,8 @@ A shard process keeps about a thousand of these open, so a connection holds no
 preallocated buffers: one shared :class:`ssl.SSLContext`, anyio's memory-BIO
 TLS stream (it grows with what is in flight, unlike ``asyncio``'s SSL
 transport and its fixed 256 KiB read buffer), and the parser's own buffer,
-which is empty between messages.
+which is empty between messages. On asyncio the TCP stream under them is
+:mod:`sharder._asyncio_stream`'s, which costs an idle connection less CPU.
 """
 
 from __future__ import annotations
