@@ -6,7 +6,7 @@ that nobody asked for: two ``epoll_ctl`` system calls and the selector's
 bookkeeping per receive, and its ``send`` ends with a shielded checkpoint (a
 cancel scope and a turn of the event loop). An idle shard's life is a
 heartbeat sent and its ACK received every 41.25 s; with a thousand of them,
-those were a third of the process's idle CPU. Here the transport reads
+those were over a quarter of the process's idle CPU. Here the transport reads
 whenever data comes, up to :data:`HIGH_WATER` bytes not yet received (then it
 pauses until the reader catches up), and a send that the kernel takes at once
 does not yield. A receive that finds data waiting is still a checkpoint.
