@@ -31,7 +31,7 @@
  * one set for the process: the GIL is held for the call, and a message's
  * blocks all end with it); it starts small and grows to 64 KiB, where the
  * last 32 KiB slide back to its start. About a quarter less time per gateway
- * message than zlib-ng, which builds its Huffman tables more slowly.
+ * message than zlib-ng, all of it in the decoding loop.
  *
  * A message is inflated whole or refused: one that ends as a message does
  * but leaves a deflate block open (a corrupt stream; Discord flushes after
