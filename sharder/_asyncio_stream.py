@@ -11,7 +11,9 @@ whenever data comes, up to :data:`HIGH_WATER` bytes not yet received (then it
 pauses until the reader catches up), and a send that the kernel takes at once
 does not yield. A receive that finds data waiting is still a checkpoint.
 
-The trio backend keeps anyio's stream: trio's sockets already work this way.
+The trio backend keeps anyio's stream, which reads with ``recv`` when asked,
+without a pause and resume per receive; with it, 1,000 idle shards on trio
+use 0.37 to 0.44 % of a core, as this stream does on asyncio (BENCHMARKS.md).
 """
 
 from __future__ import annotations
